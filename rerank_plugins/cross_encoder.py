@@ -1,0 +1,350 @@
+"""``rerank_plugins.CrossEncoder``: a sentence-transformers ``CrossEncoder`` that scores as the authors do.
+
+It only chooses the modules (which family, with which settings) and adds what pointwise batching cannot
+express: input checks, one truncation warning per call, whole-list scoring for listwise models, and the
+ListConRanker's iterative inference. Length-sorted batching, activation, devices, evaluators, save/load and
+training are sentence-transformers' own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sentence_transformers import CrossEncoder as STCrossEncoder
+from sentence_transformers.base.modules import Transformer
+from sentence_transformers.util import batch_to_device, load_file_path
+from torch import nn
+from tqdm.autonotebook import tqdm
+from transformers import AutoConfig
+
+from rerank_plugins.registry import RegistryEntry, check_family, check_preset, lookup
+from rerank_plugins.scoring import SCORING_MODULES, LabelMargin, ListConRankerScore, ScoringModule
+from rerank_plugins.scoring.base import count_truncated
+
+logger = logging.getLogger(__name__)
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "sigmoid": nn.Sigmoid,
+    "identity": nn.Identity,
+    "log-sigmoid": nn.LogSigmoid,
+}
+FAMILY_ACTIVATION = {"monot5": "sigmoid", "listconranker": "sigmoid", "query-likelihood": "identity"}
+ITERATIVE_KEEP = 20  # ListConRanker's iterative inference stops filtering at 20 passages
+
+
+def detect_family(model_name_or_path: str, hub: dict[str, Any]) -> str | None:
+    """The family a checkpoint's own files declare, or None for sentence-transformers' default."""
+    file_kwargs = {k: hub.get(k) for k in ("token", "revision", "cache_folder")}
+    file_kwargs["local_files_only"] = bool(hub.get("local_files_only"))
+    for name in ("list_transformer.safetensors", "list_transformer.pt"):
+        if load_file_path(model_name_or_path, name, **file_kwargs) is not None:
+            return "listconranker"
+    config = AutoConfig.from_pretrained(
+        model_name_or_path,
+        token=hub.get("token"),
+        revision=hub.get("revision"),
+        cache_dir=hub.get("cache_folder"),
+        local_files_only=bool(hub.get("local_files_only")),
+        trust_remote_code=bool(hub.get("trust_remote_code")),
+    )
+    if getattr(config, "is_encoder_decoder", False) or config.model_type in ("t5", "mt5", "umt5"):
+        return "monot5"
+    return None
+
+
+def validate_pairs(inputs: Sequence[Any]) -> None:
+    """Reject what would otherwise be scored silently wrong, naming the offending pair."""
+    for index, pair in enumerate(inputs):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(
+                f"Input {index} is not a (query, document) pair: {pair!r:.100}. Pass pairs as 2-tuples or 2-lists."
+            )
+        for role, text in zip(("query", "document"), pair, strict=True):
+            if not isinstance(text, str):
+                raise TypeError(f"Input {index}: the {role} must be a str, got {type(text).__name__} ({text!r:.60}).")
+
+
+class CrossEncoder(STCrossEncoder):
+    """A drop-in ``sentence_transformers.CrossEncoder`` whose scores are the published rerankers' own.
+
+    Args:
+        model_name_or_path: a hub id or a local directory.
+        family: force a scoring family (``"monot5"``, ``"sequence-classification"``, ``"query-likelihood"``,
+            ``"listconranker"``).
+        preset: a registry id whose settings to apply, e.g. to a local copy of ``"unicamp-dl/InRanker-base"``.
+        **kwargs: every ``sentence_transformers.CrossEncoder`` argument (``device``, ``max_length``,
+            ``activation_fn``, ``model_kwargs={"dtype": ...}``, ``trust_remote_code``, ...).
+
+    The family is taken, in order, from ``family=``, ``preset=``, the registry (hub ids), the checkpoint
+    itself (T5 -> monoT5; ListConRanker files -> listwise; a saved rerank-plugins model reloads as saved),
+    and otherwise sentence-transformers' own default, so ordinary cross-encoders keep working.
+    """
+
+    # Our own saved modules load without trust_remote_code: they are this package's code, not the hub's.
+    _module_classes = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in (*SCORING_MODULES.values(), LabelMargin)}
+
+    def __init__(
+        self,
+        model_name_or_path: str | None = None,
+        *,
+        family: str | None = None,
+        preset: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        entry = check_preset(preset) if preset is not None else None
+        if family is not None:
+            check_family(family)
+        if entry is None and model_name_or_path is not None:
+            entry = lookup(model_name_or_path)
+            if entry is not None and family is not None and entry.family != family:
+                entry = None  # an explicit family overrides the registry
+        if entry is not None and entry.needs_remote_code and not kwargs.get("trust_remote_code"):
+            raise ValueError(
+                f"{model_name_or_path!r} only loads with its authors' remote code. Read that code, then pass "
+                "trust_remote_code=True to load it."
+            )
+        # Plain attributes set before nn.Module.__init__: read while the modules load.
+        object.__setattr__(self, "_registry_entry", entry)
+        object.__setattr__(self, "_requested_family", family or (entry.family if entry else None))
+        object.__setattr__(self, "_truncated_pairs", 0)
+        super().__init__(model_name_or_path, **kwargs)
+
+    # -- which modules --------------------------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        """The scoring family of the loaded modules."""
+        first = self[0]
+        return first.family if isinstance(first, ScoringModule) else "sequence-classification"
+
+    @property
+    def is_listwise(self) -> bool:
+        """True when a document's score depends on the other documents of its list."""
+        return isinstance(self[0], ListConRankerScore)
+
+    def _load_modules(self, model_name_or_path: str, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        if self._requested_family is not None:  # family=, preset= or the registry win over a saved modules.json
+            return self._load_default_modules(model_name_or_path, **kwargs)
+        return super()._load_modules(model_name_or_path, **kwargs)
+
+    def _load_default_modules(  # type: ignore[override]
+        self,
+        model_name_or_path: str,
+        token: bool | str | None,
+        cache_folder: str | None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        local_files_only: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
+        processor_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+    ) -> tuple[list[nn.Module], dict[str, Any]]:
+        hub = {
+            "token": token,
+            "cache_folder": cache_folder,
+            "revision": revision,
+            "trust_remote_code": trust_remote_code,
+            "local_files_only": local_files_only,
+        }
+        family = self._requested_family or detect_family(model_name_or_path, hub)
+        entry: RegistryEntry | None = self._registry_entry
+        tokenizer = self._fallback_tokenizer(model_name_or_path, entry, hub)
+        if family in SCORING_MODULES:
+            module = SCORING_MODULES[family](
+                model_name_or_path,
+                **(entry.options if entry else {}),
+                tokenizer_name_or_path=tokenizer,
+                model_kwargs=model_kwargs,
+                processor_kwargs=processor_kwargs,
+                config_kwargs=config_kwargs,
+                **hub,
+            )
+            return [module], {}
+        if family is None:  # sentence-transformers' own choice (sequence classifier, or a causal LM yes/no)
+            return super()._load_default_modules(
+                model_name_or_path, token, cache_folder, revision, trust_remote_code, local_files_only,
+                model_kwargs, processor_kwargs, config_kwargs,
+            )  # fmt: skip
+        shared = {"token": token, "revision": revision, "local_files_only": local_files_only,
+                  "trust_remote_code": trust_remote_code}  # fmt: skip
+        transformer = Transformer(
+            model_name_or_path,
+            transformer_task="sequence-classification",
+            cache_dir=cache_folder,
+            model_kwargs={**shared, **(model_kwargs or {})},
+            processor_kwargs={**shared, **(processor_kwargs or {})},
+            config_kwargs={**shared, **(config_kwargs or {})},
+            backend=self.backend,
+            tokenizer_name_or_path=tokenizer,
+        )
+        modules: list[nn.Module] = [transformer]
+        if transformer.model.config.num_labels == 2:  # softmax[:, 1] == sigmoid(logit1 - logit0)
+            modules.append(LabelMargin())
+        return modules, {}
+
+    @staticmethod
+    def _fallback_tokenizer(path: str, entry: RegistryEntry | None, hub: dict[str, Any]) -> str | None:
+        """The registry's tokenizer source when the checkpoint ships no tokenizer of its own."""
+        if entry is None or entry.fallback_tokenizer is None:
+            return None
+        file_kwargs = {k: hub[k] for k in ("token", "cache_folder", "revision", "local_files_only")}
+        if load_file_path(path, "tokenizer_config.json", **file_kwargs) is not None:
+            return None
+        logger.info("%s ships no tokenizer; using %s as its authors do.", path, entry.fallback_tokenizer)
+        return entry.fallback_tokenizer
+
+    def get_default_activation_fn(self) -> Callable:
+        entry: RegistryEntry | None = getattr(self, "_registry_entry", None)
+        if entry is not None and entry.activation is not None:
+            return ACTIVATIONS[entry.activation]()
+        if self.family in FAMILY_ACTIVATION:
+            return ACTIVATIONS[FAMILY_ACTIVATION[self.family]]()
+        return super().get_default_activation_fn()
+
+    @property
+    def num_labels(self) -> int:
+        if isinstance(self[-1], (ScoringModule, LabelMargin)):
+            return 1  # one relevance score per pair
+        return super().num_labels
+
+    # -- inference ----------------------------------------------------------------------------------------
+    def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        features = super().preprocess(inputs, prompt=prompt, **kwargs)
+        first = self[0]
+        if isinstance(first, Transformer) and "attention_mask" in features and prompt is None and self.max_seq_length:
+            pairs = [tuple(pair) for pair in inputs]
+            self._truncated_pairs += count_truncated(
+                first.tokenizer, pairs, features["attention_mask"], self.max_seq_length
+            )
+        return features
+
+    def _inference(self, inputs: list, **kwargs: Any) -> torch.Tensor:
+        validate_pairs(inputs)
+        self._truncated_pairs = 0
+        first = self[0]
+        if isinstance(first, ScoringModule):
+            first.truncated = 0
+        if self.is_listwise:
+            scores = self._listwise_inference(inputs, **kwargs)
+        else:
+            scores = super()._inference(inputs, **kwargs)
+        truncated = self._truncated_pairs + (first.truncated if isinstance(first, ScoringModule) else 0)
+        if truncated:
+            logger.warning(
+                "%d of %d inputs were longer than max_length=%d tokens and were truncated as the %s family "
+                "does. Pass a larger max_length if the model allows it.",
+                truncated, len(inputs), self.max_seq_length, self.family,
+            )  # fmt: skip
+        return scores
+
+    @torch.inference_mode()
+    def _listwise_inference(
+        self,
+        inputs: list,
+        *,
+        batch_size: int,
+        show_progress_bar: bool,
+        activation_fn: Callable | None,
+        device: str | torch.device | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """Score each query's list as a whole; ``batch_size`` bounds the texts per encoder forward only."""
+        device = self._resolve_inference_device(device)
+        self.eval()
+        lists: dict[str, list[int]] = {}
+        for index, (query, _) in enumerate(inputs):
+            lists.setdefault(query, []).append(index)
+        scores = torch.empty(len(inputs), dtype=torch.float32, device=device)
+        module: ListConRankerScore = self[0]
+        previous = module.encode_batch_size
+        module.encode_batch_size = batch_size
+        try:
+            for members in tqdm(lists.values(), desc="Lists", disable=not show_progress_bar):
+                features = batch_to_device(self.preprocess([inputs[i] for i in members]), device)
+                list_scores = self(features)["scores"].float()
+                if activation_fn is not None:
+                    list_scores = activation_fn(list_scores)
+                scores[torch.tensor(members, device=device)] = list_scores.reshape(-1)
+        finally:
+            module.encode_batch_size = previous
+        return scores
+
+    def rank(  # type: ignore[override]
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_k: int | None = None,
+        return_documents: bool = False,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        activation_fn: Callable | None = None,
+        *,
+        iterative: bool = False,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        """``sentence_transformers.CrossEncoder.rank``, plus ``iterative=True`` for ListConRanker.
+
+        ``iterative=True`` runs the authors' iterative inference: while more than 20 passages remain, score
+        them, drop the lowest ``max(ceil(0.2 n), 10)`` (and exact ties) with ``score + round``, and re-score
+        the rest; the last 20 or fewer get ``score + final round``. Results are keyed by index, not by text.
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"The query must be a str, got {type(query).__name__}.")
+        if not iterative:
+            return super().rank(
+                query, documents, top_k=top_k, return_documents=return_documents, batch_size=batch_size,
+                show_progress_bar=show_progress_bar, activation_fn=activation_fn, **kwargs,
+            )  # fmt: skip
+        if not self.is_listwise:
+            raise ValueError(f"iterative=True is ListConRanker's inference; this model is {self.family!r}.")
+        final = self.iterative_scores(query, documents, batch_size=batch_size, activation_fn=activation_fn)
+        results: list[dict[str, Any]] = [{"corpus_id": i, "score": float(s)} for i, s in enumerate(final)]
+        if return_documents:
+            for result in results:
+                result["text"] = documents[result["corpus_id"]]
+        results.sort(key=lambda r: r["score"], reverse=True)
+        return results[:top_k]
+
+    def iterative_scores(
+        self,
+        query: str,
+        documents: Sequence[str],
+        batch_size: int = 32,
+        activation_fn: Callable | None = None,
+    ) -> list[float]:
+        """ListConRanker's iterative inference (see :meth:`rank`): one final score per document, by index."""
+        remaining = list(range(len(documents)))
+        final = [0.0] * len(documents)
+        round_ = 0
+        while len(remaining) > ITERATIVE_KEEP:
+            scores = self._list_scores(query, documents, remaining, batch_size, activation_fn)
+            order = np.argsort(scores, kind="stable")  # ascending: the lowest are dropped first
+            cut = max(math.ceil(0.2 * len(remaining)), 10)
+            while cut < len(order) and scores[order[cut - 1]] == scores[order[cut]]:
+                cut += 1  # exact ties of the last dropped passage go with it
+            for j in order[:cut]:
+                final[remaining[j]] = float(scores[j]) + round_
+            remaining = [remaining[j] for j in order[cut:]]  # survivors, in ascending score order as the authors
+            round_ += 1
+        if remaining:
+            scores = self._list_scores(query, documents, remaining, batch_size, activation_fn)
+            for j, index in enumerate(remaining):
+                final[index] = float(scores[j]) + round_
+        return final
+
+    def _list_scores(
+        self,
+        query: str,
+        documents: Sequence[str],
+        indices: list[int],
+        batch_size: int,
+        activation_fn: Callable | None,
+    ) -> np.ndarray:
+        pairs = [(query, documents[i]) for i in indices]
+        return np.asarray(
+            self.predict(pairs, batch_size=batch_size, activation_fn=activation_fn, convert_to_numpy=True)
+        )

@@ -1,0 +1,179 @@
+"""ByteDance/ListConRanker, natively: BERT features of each text alone, then a ListTransformer over the list.
+
+Per query list ``[q, p1..pn]``: every text is encoded ALONE by BERT, mean-pooled (special tokens included)
+and projected by ``linear_in_embedding``. The ListTransformer sees the rows ``[q, p1..pn]`` tagged query /
+passage; the query row attends only to itself, passages attend to everything. Each passage's logit reads its
+``[q; p]`` features before the ListTransformer and after it. A passage's score depends on the rest of its
+list by design, so a list must always be scored whole (``CrossEncoder.predict`` groups pairs by query).
+
+Checkpoint layout (the authors'): ``config.json`` + ``model.safetensors`` (BertModel), ``linear_in_embedding.pt``
+and ``list_transformer.pt`` (loaded with ``weights_only=True``; ``.safetensors`` twins are preferred if present).
+Sizes are read from the weight shapes, so smaller checkpoints of the same layout load too.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from sentence_transformers.util import load_file_path
+from torch import nn
+from torch.nn import functional as F
+from transformers import AutoModel, PreTrainedModel
+
+from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
+
+LINEAR_IN_FILE = "linear_in_embedding"
+LIST_TRANSFORMER_FILE = "list_transformer"
+
+
+class QueryEmbedding(nn.Module):
+    """Adds a learned type tag (1 = the query row, 0 = a passage row), then LayerNorm."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.query_embedding = nn.Embedding(2, dim)
+        self.layerNorm = nn.LayerNorm(dim)  # the authors' attribute name, kept so their weights load
+
+    def forward(self, rows: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        return self.layerNorm(rows + self.query_embedding(tags))
+
+
+class ListTransformer(nn.Module):
+    """The listwise head of ListConRanker over one list's features ``(1 + n, dim)`` -> ``n`` logits."""
+
+    def __init__(self, dim: int, num_layers: int, num_heads: int, feedforward: int) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(
+            dim, num_heads, dim_feedforward=feedforward, batch_first=True, activation=F.gelu
+        )
+        self.list_transformer = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.query_embedding = QueryEmbedding(dim)
+        self.linear_score3 = nn.Linear(2 * dim, dim)  # on [q; p] after the ListTransformer
+        self.linear_score2 = nn.Linear(2 * dim, dim)  # on [q; p] straight from linear_in_embedding
+        self.linear_score1 = nn.Linear(2 * dim, 1)  # the final head
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor], num_heads: int) -> ListTransformer:
+        """Build with the sizes that the weights have; the authors' unused template layer is dropped."""
+        dim = state["query_embedding.query_embedding.weight"].shape[1]
+        layers = {key.split(".")[2] for key in state if key.startswith("list_transformer.layers.")}
+        feedforward = state["list_transformer.layers.0.linear1.weight"].shape[0]
+        head = cls(dim, len(layers), num_heads, feedforward)
+        head.load_state_dict({k: v for k, v in state.items() if not k.startswith("list_transformer_layer.")})
+        return head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        query, passages = features[:1], features[1:]
+        n = passages.shape[0]
+        before = torch.cat([query.expand(n, -1), passages], dim=1)  # (n, 2*dim)
+        tags = torch.zeros(1, n + 1, dtype=torch.long, device=features.device)
+        tags[0, 0] = 1
+        rows = self.query_embedding(features.unsqueeze(0), tags)
+        # ListAttention: True = may NOT attend. The query row sees only itself; passages see every row.
+        blocked = torch.zeros(n + 1, n + 1, dtype=torch.bool, device=features.device)
+        blocked[0, 1:] = True
+        out = self.list_transformer(rows, mask=blocked)[0]  # (1 + n, dim)
+        after = torch.cat([out[:1].expand(n, -1), out[1:]], dim=1)
+        joined = torch.cat([F.relu(self.linear_score2(before)), F.relu(self.linear_score3(after))], dim=1)
+        return self.linear_score1(joined).squeeze(-1)  # (n,) logits; sigmoid gives the authors' score
+
+
+class ListConRankerScore(ScoringModule):
+    """Raw score = the ListTransformer's logit per passage; the activation (sigmoid) gives the authors' score.
+
+    Args:
+        model_name_or_path: a directory or hub id in the ListConRanker layout.
+        max_length: tokens kept per text (each text is tokenized alone, as the authors do).
+        encode_batch_size: texts per BERT forward; memory is bounded by this, not by the list length.
+    """
+
+    family: ClassVar[str] = "listconranker"
+    config_keys: ClassVar[list[str]] = ["encode_batch_size"]
+
+    def __init__(self, model_name_or_path: str, *, encode_batch_size: int = 32, **kwargs: Any) -> None:
+        super().__init__(model_name_or_path, **kwargs)
+        self.encode_batch_size = encode_batch_size
+        hub = {k: kwargs[k] for k in ("token", "revision", "local_files_only") if k in kwargs}
+        hub["cache_folder"] = kwargs.get("cache_folder")
+        linear = _load_weights(model_name_or_path, LINEAR_IN_FILE, hub)
+        self.linear_in_embedding = nn.Linear(linear["weight"].shape[1], linear["weight"].shape[0])
+        self.linear_in_embedding.load_state_dict(linear)
+        self.list_transformer = ListTransformer.from_state_dict(
+            _load_weights(model_name_or_path, LIST_TRANSFORMER_FILE, hub),
+            self.model.config.num_attention_heads,
+        )
+        dtype = next(self.model.parameters()).dtype
+        self.linear_in_embedding.to(dtype)
+        self.list_transformer.to(dtype)
+
+    def load_backbone(self, model_name_or_path: str, kwargs: dict[str, Any]) -> PreTrainedModel:
+        return AutoModel.from_pretrained(model_name_or_path, **kwargs)
+
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+        super().save(output_path, safe_serialization=safe_serialization)
+        for name, module in (
+            (LINEAR_IN_FILE, self.linear_in_embedding),
+            (LIST_TRANSFORMER_FILE, self.list_transformer),
+        ):
+            state = {k: v.contiguous() for k, v in module.state_dict().items()}
+            if safe_serialization:
+                save_file(state, os.path.join(output_path, f"{name}.safetensors"))
+            else:
+                torch.save(state, os.path.join(output_path, f"{name}.pt"))
+
+    def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Texts of the batch, each alone: the distinct queries first, then the documents."""
+        queries = list(dict.fromkeys(query for query, _ in inputs))
+        slot = {query: i for i, query in enumerate(queries)}
+        encoded = self.tokenize_truncating(queries + [document for _, document in inputs])
+        return {
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            "list_ids": torch.tensor([slot[query] for query, _ in inputs], dtype=torch.long),
+            "num_queries": len(queries),
+        }
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``linear_in_embedding(mean_pool(BERT(text)))`` per row, in chunks sorted by length."""
+        lengths = attention_mask.sum(dim=1)
+        order = torch.argsort(lengths, descending=True)
+        features: torch.Tensor | None = None
+        for start in range(0, len(order), self.encode_batch_size):
+            rows = order[start : start + self.encode_batch_size]
+            width = int(lengths[rows].max())  # drop pad columns this chunk does not need
+            ids, mask = input_ids[rows, :width], attention_mask[rows, :width]
+            hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1)  # mean over real tokens, [CLS]/[SEP] too
+            chunk = self.linear_in_embedding(pooled)
+            if features is None:
+                features = chunk.new_empty(len(order), chunk.shape[1])
+            features[rows] = chunk
+        assert features is not None
+        return features
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        encoded = self.encode(features["input_ids"], features["attention_mask"])
+        num_queries, list_ids = features["num_queries"], features["list_ids"]
+        query_rows, document_rows = encoded[:num_queries], encoded[num_queries:]
+        scores = torch.empty(len(list_ids), dtype=torch.float32, device=encoded.device)
+        for slot in range(num_queries):
+            members = (list_ids == slot).nonzero().flatten()
+            rows = torch.cat([query_rows[slot : slot + 1], document_rows[members]])
+            scores[members] = self.list_transformer(rows).float()
+        features["scores"] = fp32_scores(scores)
+        return features
+
+
+def _load_weights(model_name_or_path: str, name: str, hub: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``name.safetensors`` if the checkpoint has it, else the authors' ``name.pt`` with ``weights_only=True``."""
+    path = load_file_path(model_name_or_path, f"{name}.safetensors", **hub)
+    if path is not None:
+        return load_file(path)
+    path = load_file_path(model_name_or_path, f"{name}.pt", **hub)
+    if path is None:
+        raise FileNotFoundError(f"{model_name_or_path!r} has neither {name}.safetensors nor {name}.pt.")
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,123 @@
+"""Query likelihood with a causal LM (RankingGPT): the mean log-probability of the query given the document.
+
+The RankingGPT card scores ``context = "Document: {doc} Query:"`` and ``cont = query`` (each tokenized
+without special tokens), feeds ``context + cont[:-1]`` and averages ``log p(cont[i])``. The authors compute
+full-vocabulary logits at every position (``batch x length x 250,880`` for BLOOM); here the LM head runs
+only at the positions that predict a query token, so memory grows with the query, not with the document.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import torch
+from torch.nn import functional as F
+from transformers import AutoModelForCausalLM, PreTrainedModel
+
+from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
+
+logger = logging.getLogger(__name__)
+
+# The authors' prompt, placeholder name included: their budget counts the tokens of this literal string.
+RANKING_GPT_TEMPLATE = "Document: {doc} Query:"
+
+
+class QueryLikelihoodScore(ScoringModule):
+    """Raw score = mean log p(query token | document prompt, earlier query tokens); the activation is identity.
+
+    Args:
+        model_name_or_path: a causal LM fine-tuned for query generation (RankingGPT).
+        template: the context; ``{doc}`` is replaced by the (possibly cut) document; the query follows it
+            with no space added, as in the authors' code.
+        max_length: the budget of the authors' ``eval.py``: a document keeps at most
+            ``max_length - len(template ids) - len(query ids) - 10`` tokens.
+        pad_token_attr: a tokenizer attribute to pad with when it has no pad token (Qwen: ``eod_id``).
+    """
+
+    family: ClassVar[str] = "query-likelihood"
+    config_keys: ClassVar[list[str]] = ["template", "pad_token_attr"]
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        *,
+        template: str = RANKING_GPT_TEMPLATE,
+        pad_token_attr: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model_name_or_path, **kwargs)
+        self.template, self.pad_token_attr = template, pad_token_attr
+        self.pad_id = self._pad_token_id()
+        # eval.py: prompt_len = len(tokenizer.encode(prompt)), special tokens included.
+        self.template_length = len(self.tokenizer.encode(template))
+
+    def load_backbone(self, model_name_or_path: str, kwargs: dict[str, Any]) -> PreTrainedModel:
+        return AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
+
+    def _pad_token_id(self) -> int:
+        """Pads never reach a score (right padding, causal attention); any valid id will do, as the authors'."""
+        tokenizer = self.tokenizer
+        candidates = [tokenizer.pad_token_id]
+        if self.pad_token_attr:
+            candidates.append(getattr(tokenizer, self.pad_token_attr, None))
+        candidates += [tokenizer.eos_token_id, 0]
+        return next(int(c) for c in candidates if c is not None)
+
+    def _cut_document(self, query: str, document: str) -> str:
+        """eval.py's truncation: keep the document's first ``budget`` tokens (decoded back to text)."""
+        budget = max(self.max_length - self.template_length - len(self.tokenizer.encode(query)) - 10, 0)
+        ids = self.tokenizer.encode(document, add_special_tokens=False)
+        if len(ids) <= budget:
+            return document
+        self.truncated += 1
+        return self.tokenizer.decode(ids[:budget])
+
+    def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        rows, targets = [], []
+        for query, document in inputs:
+            context = self.tokenizer.encode(
+                self.template.format(doc=self._cut_document(query, document)), add_special_tokens=False
+            )
+            query_ids = self.tokenizer.encode(query, add_special_tokens=False)
+            if not query_ids:
+                logger.warning("An empty query has no token to score: its score is 0.0 for every document.")
+            rows.append(context + query_ids[:-1])
+            targets.append((len(context) - 1, query_ids))  # the logit at position p predicts token p + 1
+
+        batch, width = len(rows), max(len(row) for row in rows)
+        query_width = max(1, max(len(ids) for _, ids in targets))
+        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((batch, width), dtype=torch.long)
+        positions = torch.zeros((batch, query_width), dtype=torch.long)
+        target_ids = torch.zeros((batch, query_width), dtype=torch.long)
+        target_mask = torch.zeros((batch, query_width), dtype=torch.bool)
+        for i, (row, (first, query_ids)) in enumerate(zip(rows, targets, strict=True)):
+            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            attention_mask[i, : len(row)] = 1
+            n = len(query_ids)
+            positions[i, :n] = torch.arange(first, first + n)
+            target_ids[i, :n] = torch.tensor(query_ids, dtype=torch.long)
+            target_mask[i, :n] = True
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "query_positions": positions,
+            "query_ids": target_ids,
+            "query_mask": target_mask,
+        }
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        body = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.base_model
+        hidden = body(
+            input_ids=features["input_ids"], attention_mask=features["attention_mask"], use_cache=False
+        ).last_hidden_state  # (batch, length, hidden): no vocabulary-wide tensor anywhere
+        positions = features["query_positions"]
+        at_query = hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (batch, q, hidden)
+        logits = self.model.get_output_embeddings()(at_query).float()  # (batch, q, vocab): only q positions
+        log_probs = F.log_softmax(logits, dim=-1).gather(-1, features["query_ids"].unsqueeze(-1)).squeeze(-1)
+        mask = features["query_mask"]
+        total = (log_probs * mask).sum(dim=1)
+        count = mask.sum(dim=1).clamp(min=1)
+        features["scores"] = fp32_scores(total / count)
+        return features
