@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -86,7 +86,9 @@ class CrossEncoder(STCrossEncoder):
     """
 
     # Our own saved modules load without trust_remote_code: they are this package's code, not the hub's.
-    _module_classes = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in (*SCORING_MODULES.values(), LabelMargin)}
+    _module_classes: ClassVar[Mapping[str, type[nn.Module]]] = {
+        f"{cls.__module__}.{cls.__qualname__}": cls for cls in (*SCORING_MODULES.values(), LabelMargin)
+    }
 
     def __init__(
         self,
