@@ -16,14 +16,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from sentence_transformers import CrossEncoder as STCrossEncoder
-from sentence_transformers.base.modules import Transformer
+from sentence_transformers.base.modules import Dense, Transformer
 from sentence_transformers.util import batch_to_device, load_file_path
 from torch import nn
 from tqdm.autonotebook import tqdm
 from transformers import AutoConfig
 
 from rerank_plugins.registry import RegistryEntry, check_family, check_preset, lookup
-from rerank_plugins.scoring import SCORING_MODULES, LabelMargin, ListConRankerScore, ScoringModule
+from rerank_plugins.scoring import SCORING_MODULES, ListConRankerScore, ScoringModule
 from rerank_plugins.scoring.base import count_truncated
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,27 @@ def detect_family(model_name_or_path: str, hub: dict[str, Any]) -> str | None:
     return None
 
 
+def label_margin() -> Dense:
+    """``logit[1] - logit[0]`` of a two-label classifier, as sentence-transformers' own ``Dense`` module.
+
+    ``softmax(logits)[:, 1] == sigmoid(logit[1] - logit[0])`` exactly, so after this module ``predict`` (sigmoid)
+    returns P(relevant) as one score per pair and ``rank`` works; plain sentence-transformers reloads it as is.
+    """
+    return Dense(
+        2, 1, bias=False, activation_function=None, init_weight=torch.tensor([[-1.0, 1.0]]), module_input_name="scores"
+    )
+
+
+def _is_label_margin(module: nn.Module) -> bool:
+    return (
+        isinstance(module, Dense)
+        and module.module_input_name == "scores"
+        and module.in_features == 2
+        and module.out_features == 1
+        and torch.equal(module.linear.weight.detach().float().cpu(), torch.tensor([[-1.0, 1.0]]))
+    )
+
+
 def validate_pairs(inputs: Sequence[Any]) -> None:
     """Reject what would otherwise be scored silently wrong, naming the offending pair."""
     for index, pair in enumerate(inputs):
@@ -87,7 +108,7 @@ class CrossEncoder(STCrossEncoder):
 
     # Our own saved modules load without trust_remote_code: they are this package's code, not the hub's.
     _module_classes: ClassVar[Mapping[str, type[nn.Module]]] = {
-        f"{cls.__module__}.{cls.__qualname__}": cls for cls in (*SCORING_MODULES.values(), LabelMargin)
+        f"{cls.__module__}.{cls.__qualname__}": cls for cls in SCORING_MODULES.values()
     }
 
     def __init__(
@@ -115,6 +136,10 @@ class CrossEncoder(STCrossEncoder):
         object.__setattr__(self, "_requested_family", family or (entry.family if entry else None))
         object.__setattr__(self, "_truncated_pairs", 0)
         super().__init__(model_name_or_path, **kwargs)
+        margin = [f"{name}.linear" for name, module in self.named_children() if _is_label_margin(module)]
+        if margin and not set(margin) <= set(self.keep_in_fp32_modules or []):
+            # The margin of two bf16/fp16 logits would tie: compute it in fp32, as sentence-transformers can.
+            self.set_keep_in_fp32_modules([*(self.keep_in_fp32_modules or []), *margin])
 
     # -- which modules --------------------------------------------------------------------------------------
     @property
@@ -184,8 +209,8 @@ class CrossEncoder(STCrossEncoder):
             tokenizer_name_or_path=tokenizer,
         )
         modules: list[nn.Module] = [transformer]
-        if transformer.model.config.num_labels == 2:  # softmax[:, 1] == sigmoid(logit1 - logit0)
-            modules.append(LabelMargin())
+        if transformer.model.config.num_labels == 2:
+            modules.append(label_margin())
         return modules, {}
 
     @staticmethod
@@ -209,7 +234,7 @@ class CrossEncoder(STCrossEncoder):
 
     @property
     def num_labels(self) -> int:
-        if isinstance(self[-1], (ScoringModule, LabelMargin)):
+        if isinstance(self[-1], ScoringModule):
             return 1  # one relevance score per pair
         return super().num_labels
 

@@ -21,6 +21,7 @@ from transformers import (
     BertConfig,
     BertForSequenceClassification,
     BertModel,
+    BertTokenizerFast,
     BloomConfig,
     BloomForCausalLM,
     DebertaV2Config,
@@ -89,8 +90,10 @@ def _wordpiece(corpus: Iterable[str], lowercase: bool) -> Tokenizer:
 
 
 def _bert_tokenizer(corpus: Iterable[str], lowercase: bool = False) -> PreTrainedTokenizerFast:
-    return PreTrainedTokenizerFast(
+    """A WordPiece tokenizer that returns token_type_ids 0/1 for pairs, as BERT's does."""
+    return BertTokenizerFast(
         tokenizer_object=_wordpiece(corpus, lowercase),
+        do_lower_case=lowercase,
         unk_token="[UNK]",
         pad_token="[PAD]",
         cls_token="[CLS]",

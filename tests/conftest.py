@@ -25,7 +25,7 @@ DATA = Path(__file__).parent / "data"
 KIND_FAMILY: dict[str, str | None] = {
     "monot5": None,
     "sequence-classification": None,
-    "sequence-classification-2": None,
+    "sequence-classification-2": "sequence-classification",
     "deberta": "sequence-classification",
     "query-likelihood": "query-likelihood",
     "llama": "query-likelihood",

@@ -1,7 +1,6 @@
 """The scoring core: one sentence-transformers module per family. Every adapter goes through these."""
 
 from rerank_plugins.scoring.base import ScoringModule
-from rerank_plugins.scoring.label_margin import LabelMargin
 from rerank_plugins.scoring.listconranker import ListConRankerScore, ListTransformer
 from rerank_plugins.scoring.monot5 import MonoT5Score
 from rerank_plugins.scoring.query_likelihood import QueryLikelihoodScore
@@ -15,7 +14,6 @@ SCORING_MODULES: dict[str, type[ScoringModule]] = {
 
 __all__ = [
     "SCORING_MODULES",
-    "LabelMargin",
     "ListConRankerScore",
     "ListTransformer",
     "MonoT5Score",

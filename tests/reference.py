@@ -1,0 +1,162 @@
+"""Independent reference scorers, written from ../shared/specs/seed-models.md with plain transformers calls.
+
+Each scores ONE pair (or one list) at a time with the full Hugging Face model, the way the authors' code
+does: full-vocabulary logits, no shortcuts. The package must match these to 1e-5.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from safetensors.torch import load_file
+from torch.nn import functional as F
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
+
+
+@torch.no_grad()
+def monot5_scores(path: str, pairs: list[tuple[str, str]], max_length: int = 512) -> list[float]:
+    """InRanker: exp(log_softmax(logits[false, true])[1]) at the first decoder step."""
+    model = AutoModelForSeq2SeqLM.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    vocab = tokenizer.get_vocab()
+    false_id, true_id = vocab["▁false"], vocab["▁true"]
+    scores = []
+    for query, document in pairs:
+        enc = tokenizer(
+            [f"Query: {query} Document: {document} Relevant:"],
+            truncation="longest_first",
+            max_length=max_length,
+            return_tensors="pt",
+        )
+        start = torch.full((1, 1), model.config.decoder_start_token_id, dtype=torch.long)
+        logits = model(**enc, decoder_input_ids=start).logits[:, 0, :]  # all 32k (here: tiny) columns
+        two = torch.log_softmax(logits[:, [false_id, true_id]], dim=-1)
+        scores.append(float(torch.exp(two[0, 1])))
+    return scores
+
+
+@torch.no_grad()
+def sequence_classification_scores(
+    path: str, pairs: list[tuple[str, str]], activation: str, max_length: int = 512
+) -> list[float]:
+    """``[CLS] q [SEP] d [SEP]`` -> logits; raw, sigmoid (1 label) or softmax[:, 1] (2 labels)."""
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    scores = []
+    for query, document in pairs:
+        # A batch of one pair: a bare tokenizer(q, "") would drop an empty document and its [SEP].
+        enc = tokenizer([query], [document], truncation=True, max_length=max_length, return_tensors="pt")
+        logits = model(**enc).logits[0]
+        if activation == "identity":
+            scores.append(float(logits[0]))
+        elif activation == "sigmoid":
+            scores.append(float(torch.sigmoid(logits[0])))
+        else:  # "softmax1"
+            scores.append(float(torch.softmax(logits, dim=-1)[1]))
+    return scores
+
+
+@torch.no_grad()
+def query_likelihood_scores(path: str, pairs: list[tuple[str, str]], max_length: int = 512) -> list[float]:
+    """RankingGPT card: mean log p(query token) given "Document: {doc} Query:", eval.py's document budget."""
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    prompt = "Document: {doc} Query:"
+    prompt_len = len(tokenizer.encode(prompt))
+    scores = []
+    for query, document in pairs:
+        budget = max_length - prompt_len - len(tokenizer.encode(query)) - 10
+        doc_ids = tokenizer.encode(document, add_special_tokens=False)
+        if len(doc_ids) > budget:
+            document = tokenizer.decode(doc_ids[:budget])
+        context = tokenizer.encode(prompt.format(doc=document), add_special_tokens=False)
+        cont = tokenizer.encode(query, add_special_tokens=False)
+        logits = model(torch.tensor([context + cont[:-1]])).logits[0]  # full vocabulary at every position
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        picked = [log_probs[len(context) - 1 + i, token] for i, token in enumerate(cont)]
+        scores.append(float(torch.stack(picked).mean()))
+    return scores
+
+
+def _state(path: str, name: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(f"{path}/{name}.safetensors")
+    except FileNotFoundError:
+        return torch.load(f"{path}/{name}.pt", map_location="cpu", weights_only=True)
+
+
+@torch.no_grad()
+def listconranker_scores(path: str, query: str, passages: list[str], max_length: int = 512) -> list[float]:
+    """ListConRanker from the spec, with hand-written attention (no nn.TransformerEncoder)."""
+    bert = AutoModel.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    linear = _state(path, "linear_in_embedding")
+    head = _state(path, "list_transformer")
+    heads = bert.config.num_attention_heads
+
+    feats = []
+    for text in [query, *passages]:  # each text ALONE, no padding: mean over its tokens, specials included
+        enc = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")
+        pooled = bert(**enc).last_hidden_state[0].mean(dim=0)
+        feats.append(pooled @ linear["weight"].T + linear["bias"])
+    x = torch.stack(feats)  # (1 + n, dim)
+    n, dim = len(passages), x.shape[1]
+    pre = torch.cat([x[0].expand(n, dim), x[1:]], dim=1)
+
+    tags = torch.zeros(n + 1, dtype=torch.long)
+    tags[0] = 1
+    h = x + head["query_embedding.query_embedding.weight"][tags]
+    h = F.layer_norm(h, (dim,), head["query_embedding.layerNorm.weight"], head["query_embedding.layerNorm.bias"])
+    allowed = torch.ones(n + 1, n + 1, dtype=torch.bool)
+    allowed[0, 1:] = False  # the query row attends only to itself
+    layers = sorted({int(k.split(".")[2]) for k in head if k.startswith("list_transformer.layers.")})
+    for i in layers:
+        p = {
+            k.split(f"list_transformer.layers.{i}.")[1]: v
+            for k, v in head.items()
+            if k.startswith(f"list_transformer.layers.{i}.")
+        }
+        qkv = h @ p["self_attn.in_proj_weight"].T + p["self_attn.in_proj_bias"]
+        q, k, v = (t.reshape(n + 1, heads, dim // heads).transpose(0, 1) for t in qkv.split(dim, dim=1))
+        att = (q @ k.transpose(1, 2)) / math.sqrt(dim // heads)
+        att = att.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+        ctx = (att @ v).transpose(0, 1).reshape(n + 1, dim)
+        ctx = ctx @ p["self_attn.out_proj.weight"].T + p["self_attn.out_proj.bias"]
+        h = F.layer_norm(h + ctx, (dim,), p["norm1.weight"], p["norm1.bias"], eps=1e-5)  # post-norm
+        ff = F.gelu(h @ p["linear1.weight"].T + p["linear1.bias"]) @ p["linear2.weight"].T + p["linear2.bias"]
+        h = F.layer_norm(h + ff, (dim,), p["norm2.weight"], p["norm2.bias"], eps=1e-5)
+    post = torch.cat([h[0].expand(n, dim), h[1:]], dim=1)
+    a = F.relu(pre @ head["linear_score2.weight"].T + head["linear_score2.bias"])
+    b = F.relu(post @ head["linear_score3.weight"].T + head["linear_score3.bias"])
+    logit = torch.cat([a, b], dim=1) @ head["linear_score1.weight"].T + head["linear_score1.bias"]
+    return torch.sigmoid(logit[:, 0]).tolist()
+
+
+def iterative_reference(score_list, passages: list[str]) -> tuple[list[float], list[int]]:
+    """The authors' iterative inference, written from their loop; returns scores and removals per round."""
+    remaining = list(range(len(passages)))
+    final: dict[int, float] = {}
+    removed_per_round = []
+    rnd = 0
+    while len(remaining) > 20:
+        scores = score_list([passages[i] for i in remaining])
+        order = sorted(range(len(remaining)), key=lambda j: (scores[j], j))
+        k = max(math.ceil(len(remaining) * 0.2), 10)
+        while k < len(order) and scores[order[k - 1]] == scores[order[k]]:
+            k += 1
+        for j in order[:k]:
+            final[remaining[j]] = scores[j] + rnd
+        removed_per_round.append(k)
+        remaining = [remaining[j] for j in order[k:]]
+        rnd += 1
+    scores = score_list([passages[i] for i in remaining])
+    for j, i in enumerate(remaining):
+        final[i] = scores[j] + rnd
+    return [final[i] for i in range(len(passages))], removed_per_round

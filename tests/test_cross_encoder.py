@@ -1,0 +1,182 @@
+"""The drop-in contract: family choice, sentence-transformers behaviour, save/load, bad input, truncation."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import sentence_transformers
+import torch
+from conftest import DOCUMENTS, KIND_FAMILY, QUERIES
+from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+from rerank_plugins import CrossEncoder
+from rerank_plugins.registry import FAMILIES, REGISTRY
+
+ALL_KINDS = list(KIND_FAMILY)
+
+
+# -- choosing the family --------------------------------------------------------------------------------------
+def test_family_detected_from_the_checkpoint(load_tiny):
+    assert load_tiny("monot5").family == "monot5"  # a T5 config
+    assert load_tiny("listconranker").family == "listconranker"  # the ListConRanker files
+    assert load_tiny("listconranker").is_listwise
+    assert load_tiny("sequence-classification").family == "sequence-classification"  # ST's own default
+
+
+def test_causal_lm_without_family_keeps_sentence_transformers_default(tiny_paths):
+    model = CrossEncoder(tiny_paths["query-likelihood"], device="cpu")
+    assert model.family == "sequence-classification"  # ST's yes/no LogitScore path, untouched
+    assert type(model[-1]).__name__ == "LogitScore"
+
+
+def test_preset_applies_registry_settings_to_a_local_copy(tiny_paths, pairs):
+    model = CrossEncoder(tiny_paths["query-likelihood"], preset="zyznull/RankingGPT-bloom-560m", device="cpu")
+    assert model.family == "query-likelihood"
+    assert isinstance(model.activation_fn, torch.nn.Identity)
+    assert (model.predict(pairs) < 0).all()  # mean log-probabilities
+
+
+def test_unknown_family_or_preset_lists_the_valid_ones(tiny_paths):
+    with pytest.raises(ValueError, match="Valid families: " + ", ".join(FAMILIES)):
+        CrossEncoder(tiny_paths["monot5"], family="pairwise")
+    with pytest.raises(ValueError, match="unicamp-dl/InRanker-base"):
+        CrossEncoder(tiny_paths["monot5"], preset="no/such-model")
+
+
+def test_remote_code_models_need_explicit_trust(tiny_paths):
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        CrossEncoder("zyznull/RankingGPT-qwen-7b")
+    assert REGISTRY["zyznull/RankingGPT-qwen-7b"].needs_remote_code
+
+
+def test_sentence_transformers_arguments_keep_working(tiny_paths, pairs):
+    model = CrossEncoder(tiny_paths["monot5"], device="cpu", max_length=16, activation_fn=torch.nn.Identity())
+    assert model.max_seq_length == 16
+    assert isinstance(model.activation_fn, torch.nn.Identity)
+    raw = model.predict(pairs)
+    assert raw.min() < 0 or raw.max() > 1 or not np.allclose(raw, 1 / (1 + np.exp(-raw)))  # no sigmoid applied
+    assert isinstance(model, sentence_transformers.CrossEncoder)
+
+
+# -- inherited behaviour, every family --------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_predict_return_shapes(load_tiny, kind):
+    model = load_tiny(kind)
+    pairs = [(QUERIES[0], d) for d in DOCUMENTS]
+    scores = model.predict(pairs)
+    assert isinstance(scores, np.ndarray) and scores.shape == (len(pairs),) and scores.dtype == np.float32
+    single = model.predict(pairs[0])
+    assert np.ndim(single) == 0
+    tensor = model.predict(pairs, convert_to_tensor=True)
+    assert isinstance(tensor, torch.Tensor) and tensor.shape == (len(pairs),)
+    as_list = model.predict(pairs, convert_to_numpy=False)
+    assert isinstance(as_list, list) and len(as_list) == len(pairs)
+    np.testing.assert_allclose(tensor.numpy(), scores, atol=1e-6)
+    assert len(model.predict([])) == 0
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_rank_top_k_and_documents(load_tiny, kind):
+    model = load_tiny(kind)
+    scores = model.predict([(QUERIES[1], d) for d in DOCUMENTS])
+    ranking = model.rank(QUERIES[1], DOCUMENTS, top_k=3, return_documents=True)
+    assert [r["corpus_id"] for r in ranking] == list(np.argsort(-scores, kind="stable")[:3])
+    for r in ranking:
+        assert r["text"] == DOCUMENTS[r["corpus_id"]]
+        assert r["score"] == pytest.approx(float(scores[r["corpus_id"]]), abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["monot5", "deberta", "query-likelihood", "listconranker"])
+def test_reranking_evaluator(load_tiny, kind):
+    model = load_tiny(kind)
+    samples = [
+        {"query": QUERIES[0], "positive": [DOCUMENTS[0]], "negative": DOCUMENTS[1:5]},
+        {"query": QUERIES[1], "positive": [DOCUMENTS[2]], "negative": [DOCUMENTS[0], *DOCUMENTS[3:6]]},
+    ]
+    evaluator = CrossEncoderRerankingEvaluator(samples, at_k=5, name="tiny")
+    metrics = model.evaluate(evaluator)
+    # Recompute MRR@5 by hand from predict() to prove the evaluator ran on our scores.
+    reciprocal = []
+    for sample in samples:
+        docs = sample["positive"] + sample["negative"]
+        scores = model.predict([(sample["query"], d) for d in docs])
+        rank = 1 + int((scores > scores[0]).sum())
+        reciprocal.append(1 / rank if rank <= 5 else 0.0)
+    assert metrics["tiny_mrr@5"] == pytest.approx(np.mean(reciprocal), abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_save_and_reload(load_tiny, tmp_path, kind):
+    model = load_tiny(kind)
+    pairs = [(q, d) for q in QUERIES[:2] for d in DOCUMENTS]
+    expected = model.predict(pairs)
+    model.save(str(tmp_path / "saved"))
+    again = CrossEncoder(str(tmp_path / "saved"), device="cpu")
+    assert again.family == model.family
+    np.testing.assert_array_equal(again.predict(pairs), expected)
+    plain = sentence_transformers.CrossEncoder(str(tmp_path / "saved"), trust_remote_code=True, device="cpu")
+    # Plain sentence-transformers batches by length: a listwise model is exact only with whole lists per batch.
+    batch = len(pairs) if model.is_listwise else 32
+    np.testing.assert_allclose(plain.predict(pairs, batch_size=batch), expected, atol=1e-5, rtol=0)
+
+
+def test_saved_listconranker_uses_safetensors(load_tiny, tmp_path):
+    load_tiny("listconranker").save(str(tmp_path))
+    assert (tmp_path / "list_transformer.safetensors").exists()
+    assert not (tmp_path / "list_transformer.pt").exists()
+
+
+# -- bad input, truncation, dtype --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("bad", "error", "match"),
+    [
+        ([("q", "d"), ("q", None)], TypeError, "Input 1: the document must be a str, got NoneType"),
+        ([("q", "d"), ("q", "d"), (3, "d")], TypeError, "Input 2: the query must be a str, got int"),
+        ([("q", "d"), ("q", "d", "e")], ValueError, "Input 1 is not a \\(query, document\\) pair"),
+        ([("q", "d"), "just text"], ValueError, "Input 1 is not a \\(query, document\\) pair"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["monot5", "sequence-classification", "listconranker"])
+def test_bad_input_names_the_offending_pair(load_tiny, kind, bad, error, match):
+    with pytest.raises(error, match=match):
+        load_tiny(kind).predict(bad)
+
+
+def test_rank_rejects_bad_documents(load_tiny):
+    with pytest.raises(TypeError, match="Input 2: the document"):
+        load_tiny("monot5").rank("q", ["a", "b", None])
+    with pytest.raises(TypeError, match="query must be a str"):
+        load_tiny("monot5").rank(None, ["a"])
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_empty_strings_are_scored(load_tiny, kind):
+    scores = load_tiny(kind).predict([("", ""), (QUERIES[0], ""), ("", DOCUMENTS[0])])
+    assert np.isfinite(scores).all() and len(scores) == 3
+
+
+@pytest.mark.parametrize("kind", ["monot5", "sequence-classification", "query-likelihood", "listconranker"])
+def test_truncation_logs_one_warning_per_call(load_tiny, caplog, kind):
+    model = load_tiny(kind, max_length=32)
+    long = " ".join(DOCUMENTS * 10)
+    pairs = [(QUERIES[0], long), (QUERIES[1], long), (QUERIES[0], "short"), (QUERIES[2], long)]
+    with caplog.at_level(logging.WARNING, logger="rerank_plugins"):
+        model.predict(pairs, batch_size=1)
+    warnings = [r for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "3 of 4 inputs" in warnings[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rerank_plugins"):
+        model.predict([(QUERIES[0], "short")])
+    assert not [r for r in caplog.records if "truncated" in r.getMessage()]
+
+
+def test_bfloat16_predict_on_cpu(tiny_paths, pairs):
+    fp32 = CrossEncoder(tiny_paths["monot5"], device="cpu").predict(pairs)
+    bf16 = CrossEncoder(tiny_paths["monot5"], device="cpu", model_kwargs={"dtype": torch.bfloat16})
+    assert bf16.dtype == torch.bfloat16
+    scores = bf16.predict(pairs)
+    assert scores.dtype == np.float32
+    assert np.corrcoef(scores, fp32)[0, 1] > 0.9
