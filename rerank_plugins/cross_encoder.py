@@ -22,9 +22,11 @@ from torch import nn
 from tqdm.autonotebook import tqdm
 from transformers import AutoConfig
 
+from rerank_plugins.cache import ScoreCache
 from rerank_plugins.registry import RegistryEntry, check_family, check_preset, lookup
 from rerank_plugins.scoring import SCORING_MODULES, ListConRankerScore, ScoringModule
 from rerank_plugins.scoring.base import count_truncated
+from rerank_plugins.windows import Window, aggregate, as_window, split_document
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,8 @@ class CrossEncoder(STCrossEncoder):
         family: force a scoring family (``"monot5"``, ``"sequence-classification"``, ``"query-likelihood"``,
             ``"listconranker"``).
         preset: a registry id whose settings to apply, e.g. to a local copy of ``"unicamp-dl/InRanker-base"``.
+        score_cache: opt-in: a :class:`~rerank_plugins.cache.ScoreCache` (may be shared between models) or a
+            maximum number of entries; repeated pairs are then not scored again. Off by default.
         **kwargs: every ``sentence_transformers.CrossEncoder`` argument (``device``, ``max_length``,
             ``activation_fn``, ``model_kwargs={"dtype": ...}``, ``trust_remote_code``, ...).
 
@@ -117,6 +121,7 @@ class CrossEncoder(STCrossEncoder):
         *,
         family: str | None = None,
         preset: str | None = None,
+        score_cache: ScoreCache | int | None = None,
         **kwargs: Any,
     ) -> None:
         entry = check_preset(preset) if preset is not None else None
@@ -135,7 +140,9 @@ class CrossEncoder(STCrossEncoder):
         object.__setattr__(self, "_registry_entry", entry)
         object.__setattr__(self, "_requested_family", family or (entry.family if entry else None))
         object.__setattr__(self, "_truncated_pairs", 0)
+        object.__setattr__(self, "_source", model_name_or_path)
         super().__init__(model_name_or_path, **kwargs)
+        self.score_cache = ScoreCache(score_cache) if isinstance(score_cache, int) else score_cache
         margin = [f"{name}.linear" for name, module in self.named_children() if _is_label_margin(module)]
         if margin and not set(margin) <= set(self.keep_in_fp32_modules or []):
             # The margin of two bf16/fp16 logits would tie: compute it in fp32, as sentence-transformers can.
@@ -250,7 +257,29 @@ class CrossEncoder(STCrossEncoder):
         return features
 
     def _inference(self, inputs: list, **kwargs: Any) -> torch.Tensor:
+        """sentence-transformers' scoring step, after input checks; ``window=`` and the cache wrap it."""
+        window = as_window(kwargs.pop("window", None))
         validate_pairs(inputs)
+        if self.score_cache is not None and self.num_labels == 1 and inputs:
+            return self._cached_inference(inputs, window, **kwargs)
+        return self._windowed_inference(inputs, window, **kwargs)
+
+    def _windowed_inference(self, inputs: list, window: Window | None, **kwargs: Any) -> torch.Tensor:
+        """Each document split into windows, every window scored, one aggregated score per pair."""
+        if window is None:
+            return self._score(inputs, **kwargs)
+        if self.num_labels != 1:
+            raise ValueError("window= needs one score per pair; this model has several labels.")
+        flat, owners = [], []
+        for index, (query, document) in enumerate(inputs):
+            for piece in split_document(self.tokenizer, document, window):
+                flat.append((query, piece))
+                owners.append(index)
+        scores = self._score(flat, **kwargs)
+        return aggregate(scores.float(), owners, len(inputs), window.aggregate)
+
+    def _score(self, inputs: list, **kwargs: Any) -> torch.Tensor:
+        """Score pairs (listwise models: each query's pairs as one list), then warn once about truncation."""
         self._truncated_pairs = 0
         first = self[0]
         if isinstance(first, ScoringModule):
@@ -263,10 +292,40 @@ class CrossEncoder(STCrossEncoder):
         if truncated:
             logger.warning(
                 "%d of %d inputs were longer than max_length=%d tokens and were truncated as the %s family "
-                "does. Pass a larger max_length if the model allows it.",
+                "does. Pass a larger max_length if the model allows it, or window= to score long documents "
+                "in windows.",
                 truncated, len(inputs), self.max_seq_length, self.family,
             )  # fmt: skip
         return scores
+
+    def _cached_inference(self, inputs: list, window: Window | None, **kwargs: Any) -> torch.Tensor:
+        """Look every pair up in the score cache; score only the misses (listwise: their whole lists)."""
+        cache: ScoreCache = self.score_cache
+        keys = self._cache_keys(inputs, window, kwargs.get("activation_fn"))
+        found = [cache.get(key) for key in keys]
+        missing = [i for i, value in enumerate(found) if value is None]
+        if missing and self.is_listwise:  # a partial list would change the scores: re-score whole lists
+            stale = {inputs[i][0] for i in missing}
+            missing = [i for i, (query, _) in enumerate(inputs) if query in stale]
+        if missing:
+            fresh = self._windowed_inference([inputs[i] for i in missing], window, **kwargs).float().cpu().tolist()
+            for i, value in zip(missing, fresh, strict=True):
+                cache.put(keys[i], value)
+                found[i] = value
+        device = self._resolve_inference_device(kwargs.get("device"))
+        return torch.tensor(found, dtype=torch.float32, device=device)
+
+    def _cache_keys(self, inputs: list, window: Window | None, activation_fn: Callable | None) -> list[tuple]:
+        activation = activation_fn if activation_fn is not None else self.activation_fn
+        model = (self._source or id(self), self.family, str(self.dtype), self.max_seq_length)
+        settings = (model, type(activation).__qualname__, window)
+        if not self.is_listwise:
+            return [(settings, query, document) for query, document in inputs]
+        lists: dict[str, list[str]] = {}
+        for query, document in inputs:
+            lists.setdefault(query, []).append(document)
+        digests = {query: hash(tuple(sorted(documents))) for query, documents in lists.items()}
+        return [(settings, query, document, digests[query]) for query, document in inputs]
 
     @torch.inference_mode()
     def _listwise_inference(
@@ -311,9 +370,12 @@ class CrossEncoder(STCrossEncoder):
         activation_fn: Callable | None = None,
         *,
         iterative: bool = False,
+        window: Window | dict[str, Any] | bool | None = None,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
-        """``sentence_transformers.CrossEncoder.rank``, plus ``iterative=True`` for ListConRanker.
+        """``sentence_transformers.CrossEncoder.rank``, plus ``window=`` for long documents and ``iterative=True``.
+
+        ``window=Window(size, stride, aggregate)`` (or ``True``) scores long documents in overlapping windows.
 
         ``iterative=True`` runs the authors' iterative inference: while more than 20 passages remain, score
         them, drop the lowest ``max(ceil(0.2 n), 10)`` (and exact ties) with ``score + round``, and re-score
@@ -321,14 +383,22 @@ class CrossEncoder(STCrossEncoder):
         """
         if not isinstance(query, str):
             raise TypeError(f"The query must be a str, got {type(query).__name__}.")
-        if not iterative:
+        if iterative:
+            if not self.is_listwise:
+                raise ValueError(f"iterative=True is ListConRanker's inference; this model is {self.family!r}.")
+            final = self.iterative_scores(
+                query, documents, batch_size=batch_size, activation_fn=activation_fn, window=window
+            )
+        elif window is not None:
+            final = self.predict(
+                [(query, document) for document in documents], batch_size=batch_size,
+                show_progress_bar=show_progress_bar, activation_fn=activation_fn, window=window, **kwargs,
+            ).tolist()  # fmt: skip
+        else:
             return super().rank(
                 query, documents, top_k=top_k, return_documents=return_documents, batch_size=batch_size,
                 show_progress_bar=show_progress_bar, activation_fn=activation_fn, **kwargs,
             )  # fmt: skip
-        if not self.is_listwise:
-            raise ValueError(f"iterative=True is ListConRanker's inference; this model is {self.family!r}.")
-        final = self.iterative_scores(query, documents, batch_size=batch_size, activation_fn=activation_fn)
         results: list[dict[str, Any]] = [{"corpus_id": i, "score": float(s)} for i, s in enumerate(final)]
         if return_documents:
             for result in results:
@@ -342,13 +412,14 @@ class CrossEncoder(STCrossEncoder):
         documents: Sequence[str],
         batch_size: int = 32,
         activation_fn: Callable | None = None,
+        window: Window | dict[str, Any] | bool | None = None,
     ) -> list[float]:
         """ListConRanker's iterative inference (see :meth:`rank`): one final score per document, by index."""
         remaining = list(range(len(documents)))
         final = [0.0] * len(documents)
         round_ = 0
         while len(remaining) > ITERATIVE_KEEP:
-            scores = self._list_scores(query, documents, remaining, batch_size, activation_fn)
+            scores = self._list_scores(query, documents, remaining, batch_size, activation_fn, window)
             order = np.argsort(scores, kind="stable")  # ascending: the lowest are dropped first
             cut = max(math.ceil(0.2 * len(remaining)), 10)
             while cut < len(order) and scores[order[cut - 1]] == scores[order[cut]]:
@@ -358,7 +429,7 @@ class CrossEncoder(STCrossEncoder):
             remaining = [remaining[j] for j in order[cut:]]  # survivors, in ascending score order as the authors
             round_ += 1
         if remaining:
-            scores = self._list_scores(query, documents, remaining, batch_size, activation_fn)
+            scores = self._list_scores(query, documents, remaining, batch_size, activation_fn, window)
             for j, index in enumerate(remaining):
                 final[index] = float(scores[j]) + round_
         return final
