@@ -1,0 +1,300 @@
+"""TREC files in and out, re-ranking a run, and resuming an interrupted one (``rerank_plugins.trec``, rerank-run)."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rerank_plugins import CrossEncoder, trec
+from rerank_plugins.cli import main
+
+DATA = Path(__file__).parent / "data"
+SAMPLE = DATA / "dl19-sample.json"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple[dict[str, str], trec.Run, dict[str, str]]:
+    """3 DL19 queries with their BM25 top 20 and passage texts."""
+    return trec.read_rank_llm_json(SAMPLE)
+
+
+@pytest.fixture
+def trec_inputs(tmp_path: Path, sample: tuple[dict[str, str], trec.Run, dict[str, str]]) -> dict[str, Path]:
+    """The sample as separate files: a TREC run (from the real BM25 file), topics TSV and a JSONL corpus."""
+    topics, run, corpus = sample
+    lines = [line for line in (DATA / "bm25-top100.trec").read_text().splitlines() if line.split()[0] in run]
+    kept = [line for line in lines if int(line.split()[3]) <= 20]
+    paths = {
+        "run": write(tmp_path / "bm25.trec", "\n".join(kept) + "\n"),
+        "topics": write(tmp_path / "topics.tsv", "".join(f"{qid}\t{query}\n" for qid, query in topics.items())),
+        "corpus": write(
+            tmp_path / "corpus.jsonl", "".join(json.dumps({"docid": d, "text": t}) + "\n" for d, t in corpus.items())
+        ),
+    }
+    return paths
+
+
+# -- readers ----------------------------------------------------------------------------------------------------
+def test_read_run_orders_by_score_then_rank(tmp_path: Path) -> None:
+    path = write(tmp_path / "run", "q1 Q0 a 3 1.0 t\n\nq1 Q0 b 1 2.5 t\nq1 Q0 c 2 1.0 t\nq2 Q0 a 1 -1 t\n")
+    assert trec.read_run(path) == {"q1": [("b", 2.5), ("c", 1.0), ("a", 1.0)], "q2": [("a", -1.0)]}
+
+
+def test_real_run_reads_as_written() -> None:
+    run = trec.read_run(DATA / "bm25-top100.trec")
+    assert len(run) == 43 and all(len(ranking) == 100 for ranking in run.values())
+    assert run["264014"][0] == ("5611210", 15.780599594116211)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("q1 Q0 b 2 0.5\n", "has 6 columns"),
+        ("q1 Q0 b two 0.5 t\n", "rank 'two' is not an integer"),
+        ("q1 Q0 b 2 high t\n", "score 'high' is not a number"),
+        ("q1 Q0 b 2 nan t\n", "not a finite number"),
+        ("q1 Q0 a 2 0.5 t\n", "docid a is listed twice for query q1 (first on line 1)"),
+    ],
+)
+def test_malformed_run_line_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:
+    path = write(tmp_path / "run.trec", "q1 Q0 a 1 1.0 t\n\n" + line)
+    with pytest.raises(trec.InputError, match=f"^{path}:3: ") as caught:
+        trec.read_run(path)
+    assert message in str(caught.value)
+
+
+def test_qrels(tmp_path: Path) -> None:
+    qrels = trec.read_qrels(DATA / "qrels.txt")
+    assert len(qrels) == 43 and qrels["19335"]["1017759"] == 0
+    with pytest.raises(trec.InputError, match=r":2: a qrels line has 4 columns"):
+        trec.read_qrels(write(tmp_path / "q1", "1 0 a 1\n1 0 b\n"))
+    with pytest.raises(trec.InputError, match=r":1: the relevance 'high' is not an integer"):
+        trec.read_qrels(write(tmp_path / "q2", "1 0 a high\n"))
+    with pytest.raises(trec.InputError, match=r":2: docid a of query 1 is judged twice, 1 and 2"):
+        trec.read_qrels(write(tmp_path / "q3", "1 0 a 1\n1 0 a 2\n"))
+
+
+def test_topics(tmp_path: Path) -> None:
+    assert trec.read_topics(DATA / "topics.tsv")["130510"] == "definition declaratory judgment"
+    with pytest.raises(trec.InputError, match=r"t.tsv:2: a topics line is 'qid<TAB>query'"):
+        trec.read_topics(write(tmp_path / "t.tsv", "1\tfirst\n2 second\n"))
+    with pytest.raises(trec.InputError, match=r"t2.tsv:2: query 1 is listed twice"):
+        trec.read_topics(write(tmp_path / "t2.tsv", "1\tfirst\n1\tagain\n"))
+
+
+def test_corpus_formats(tmp_path: Path) -> None:
+    jsonl = write(tmp_path / "c.jsonl", '{"docid": "a", "text": "alpha"}\n\n{"docid": 7, "text": "seven"}\n')
+    assert trec.read_corpus(jsonl) == {"a": "alpha", "7": "seven"}
+    tsv = write(tmp_path / "c.tsv", "a\talpha\tmore\nb\tbeta\n")
+    assert trec.read_corpus(tsv) == {"a": "alpha\tmore", "b": "beta"}
+    sniffed = write(tmp_path / "c.txt", '{"_id": "d1", "title": "Title", "text": "body"}\n')
+    assert trec.read_corpus(sniffed) == {"d1": "Title body"}  # BEIR layout: title before text
+    zipped = tmp_path / "c.jsonl.gz"
+    with gzip.open(zipped, "wt", encoding="utf-8") as handle:
+        handle.write('{"docid": "a", "text": "alpha"}\n{"docid": "b", "text": "beta"}\n')
+    assert trec.read_corpus(zipped, wanted={"b"}) == {"b": "beta"}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("bad.jsonl", '{"docid": "a", "text": "x"}\n{"docid": "b", "text": \n', "not a JSON object"),
+        ("bad.jsonl", '{"docid": "a", "text": "x"}\n{"docid": "b"}\n', "no 'text' string"),
+        ("bad.jsonl", '{"docid": "a", "text": "x"}\n{"text": "y"}\n', "no 'docid'"),
+        ("bad.tsv", "a\tx\nno tab here\n", "a corpus line is 'docid<TAB>text'"),
+        ("bad.tsv", "a\tx\na\ty\n", "docid a is given twice with different texts"),
+    ],
+)
+def test_malformed_corpus_line_names_file_and_line(tmp_path: Path, name: str, text: str, message: str) -> None:
+    path = write(tmp_path / name, text)
+    with pytest.raises(trec.InputError, match=f"^{path}:2: ") as caught:
+        trec.read_corpus(path)
+    assert message in str(caught.value)
+
+
+def test_rank_llm_json(sample: tuple[dict[str, str], trec.Run, dict[str, str]], tmp_path: Path) -> None:
+    topics, run, corpus = sample
+    assert list(run) == ["264014", "104861", "130510"]
+    assert all(len(ranking) == 20 for ranking in run.values())
+    reference = trec.read_topics(DATA / "topics.tsv")
+    assert all(reference[qid] == query for qid, query in topics.items())
+    assert run["264014"][0] == ("5611210", 15.780599594116211)
+    assert corpus["5611210"].startswith("5. Cancel. A flea can live up to a year")
+    with pytest.raises(trec.InputError, match=r"broken.json:3: not valid JSON"):
+        trec.read_rank_llm_json(write(tmp_path / "broken.json", '[\n {"query": "q",\n  "hits": [}\n'))
+    with pytest.raises(trec.InputError, match=r"entry 0, hit 0: a hit needs 'qid', 'docid' and 'content'"):
+        trec.read_rank_llm_json(write(tmp_path / "nohit.json", '[{"query": "q", "hits": [{"qid": 1, "docid": "a"}]}]'))
+
+
+# -- planning: missing texts, depth and tail --------------------------------------------------------------------
+def test_missing_docid_is_reported_not_skipped(sample: tuple[dict[str, str], trec.Run, dict[str, str]]) -> None:
+    topics, run, corpus = sample
+    partial = {docid: text for docid, text in corpus.items() if docid not in {"6641238", "96852"}}
+    with pytest.raises(
+        trec.InputError, match=r"^2 candidates of the run are not in my.jsonl: 6641238 \(query 264014\)"
+    ):
+        trec.plan(run, topics, partial, depth=20, corpus_name="my.jsonl")
+    # Below the depth, text is not needed: 6641238 is rank 2 and 96852 rank 4.
+    with pytest.raises(trec.InputError, match=r"^1 candidates"):
+        trec.plan(run, topics, partial, depth=3)
+    with pytest.raises(trec.InputError, match=r"^1 of the run's 3 queries are not in the topics: 104861"):
+        trec.plan(run, {q: t for q, t in topics.items() if q != "104861"}, corpus)
+
+
+def test_skip_missing_warns_with_counts(
+    sample: tuple[dict[str, str], trec.Run, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    topics, run, corpus = sample
+    partial = {docid: text for docid, text in corpus.items() if docid != "6641238"}
+    with caplog.at_level(logging.WARNING, logger="rerank_plugins.trec"):
+        jobs = trec.plan(run, {q: t for q, t in topics.items() if q != "104861"}, partial, skip_missing=True)
+    assert [job.qid for job in jobs] == ["264014", "130510"]
+    assert "6641238" not in jobs[0].docids and len(jobs[0].docids) == 19
+    assert "Skipped 1 queries that are not in the topics and 1 candidates that are not in the corpus" in caplog.text
+
+
+def test_depth_and_tail(sample: tuple[dict[str, str], trec.Run, dict[str, str]], load_tiny: Callable) -> None:
+    topics, run, corpus = sample
+    model = load_tiny("sequence-classification")
+    dropped = dict(trec.rerank_run(model, run, topics, corpus, depth=5))
+    kept = dict(trec.rerank_run(model, run, topics, corpus, depth=5, keep_tail=True))
+    for qid, ranking in run.items():
+        assert sorted(docid for docid, _ in dropped[qid]) == sorted(docid for docid, _ in ranking[:5])
+        assert kept[qid][:5] == dropped[qid]
+        assert [docid for docid, _ in kept[qid][5:]] == [docid for docid, _ in ranking[5:]]  # original order
+        scores = [score for _, score in kept[qid]]
+        assert all(a > b for a, b in itertools.pairwise(scores[4:]))
+
+
+def test_reranked_scores_are_the_models(
+    sample: tuple[dict[str, str], trec.Run, dict[str, str]], load_tiny: Callable
+) -> None:
+    topics, run, corpus = sample
+    model: CrossEncoder = load_tiny("sequence-classification")
+    reranked = dict(trec.rerank_run(model, run, topics, corpus, depth=20, batch_size=7))
+    for qid, ranking in reranked.items():
+        predicted = model.predict([(topics[qid], corpus[docid]) for docid, _ in ranking])
+        assert [score for _, score in ranking] == pytest.approx(predicted.tolist(), abs=1e-6)
+        assert [score for _, score in ranking] == sorted((score for _, score in ranking), reverse=True)
+
+
+def test_ties_keep_the_original_order() -> None:
+    job = trec.Job("q", "query", ["a", "b", "c", "d"], ["", "", "", ""], ["e"])
+    assert trec.order_ranking(job, [0.5, 0.9, 0.5, 0.9]) == [
+        ("b", 0.9),
+        ("d", 0.9),
+        ("a", 0.5),
+        ("c", 0.5),
+        ("e", -0.5),
+    ]
+    with pytest.raises(ValueError, match="finite"):
+        trec.order_ranking(job, [0.5, float("nan"), 0.5, 0.9])
+
+
+# -- writing ----------------------------------------------------------------------------------------------------
+def test_written_run_reads_back_exactly(tmp_path: Path) -> None:
+    run = {"q2": [("d1", 0.1 + 0.2), ("d2", -3e-9)], "q1": [("d3", 12.0)]}
+    trec.write_run(tmp_path / "out.trec", run, "tag")
+    assert (tmp_path / "out.trec").read_text() == (
+        "q2 Q0 d1 1 0.30000000000000004 tag\nq2 Q0 d2 2 -3e-09 tag\nq1 Q0 d3 1 12.0 tag\n"
+    )
+    assert trec.read_run(tmp_path / "out.trec") == run
+    with pytest.raises(trec.InputError, match="one word"):
+        trec.write_run(tmp_path / "out.trec", run, "my tag")
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
+    target = write(tmp_path / "out.trec", "old\n")
+
+    def chunks():
+        yield "new line 1\n"
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        trec.atomic_write(target, chunks())
+    assert target.read_text() == "old\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["out.trec"]  # no temporary file left behind
+
+
+# -- rerank-run end to end: inputs, resume ----------------------------------------------------------------------
+def test_trec_inputs_and_rank_llm_json_give_the_same_run(
+    tmp_path: Path, tiny_paths: dict[str, str], trec_inputs: dict[str, Path]
+) -> None:
+    from_json, from_trec = tmp_path / "a.trec", tmp_path / "b.trec"
+    common = ["rerank-run", "--model", tiny_paths["sequence-classification"], "--quiet", "--depth", "10"]
+    assert main([*common, "--run", str(SAMPLE), "--output", str(from_json)]) == 0
+    files = ["--run", str(trec_inputs["run"]), "--topics", str(trec_inputs["topics"])]
+    assert main([*common, *files, "--corpus", str(trec_inputs["corpus"]), "--output", str(from_trec)]) == 0
+    assert from_json.read_text() == from_trec.read_text()
+    lines = from_json.read_text().splitlines()
+    assert len(lines) == 30 and lines[0].split()[3] == "1" and lines[0].endswith(" sequence-classification")
+
+
+def test_missing_docid_via_cli_is_one_line(
+    tmp_path: Path, tiny_paths: dict[str, str], trec_inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = trec_inputs["corpus"]
+    corpus.write_text("".join(line + "\n" for line in corpus.read_text().splitlines() if '"5611210"' not in line))
+    argv = ["rerank-run", "--model", tiny_paths["sequence-classification"], "--depth", "5",
+            "--run", str(trec_inputs["run"]), "--topics", str(trec_inputs["topics"]), "--corpus", str(corpus),
+            "--output", str(tmp_path / "o.trec")]  # fmt: skip
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error == f"rerank-plugins: error: 1 candidates of the run are not in {corpus}: 5611210 (query 264014)\n"
+    assert not (tmp_path / "o.trec").exists()
+    assert main([*argv, "--skip-missing", "--quiet"]) == 0
+    assert "5611210" not in (tmp_path / "o.trec").read_text()
+
+
+def test_resume_after_an_interruption_loses_nothing(
+    tmp_path: Path, tiny_paths: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Interrupt after 2 queries, tear the 3rd as a kill mid-write would, resume: the file of an uninterrupted run."""
+    common = ["rerank-run", "--model", tiny_paths["sequence-classification"], "--run", str(SAMPLE), "--quiet"]
+    reference = tmp_path / "reference.trec"
+    assert main([*common, "--output", str(reference)]) == 0
+
+    output = tmp_path / "out.trec"
+    partial = tmp_path / "out.trec.partial"
+    scored: list[str] = []
+    real_score_query = trec.score_query
+
+    def interrupted(model: CrossEncoder, query: str, texts: list[str], **kwargs: object) -> list[float]:
+        if len(scored) == 2:
+            raise KeyboardInterrupt
+        scored.append(query)
+        return real_score_query(model, query, texts, **kwargs)
+
+    monkeypatch.setattr(trec, "score_query", interrupted)
+    assert main([*common, "--output", str(output)]) == 130
+    assert "2 of 3 queries are saved" in capsys.readouterr().err
+    assert not output.exists()
+    finished = partial.read_text()
+    assert finished == "".join(reference.read_text().splitlines(keepends=True)[:40])
+    third = reference.read_text().splitlines(keepends=True)[40:]
+    partial.write_text(finished + "".join(third[:7]) + third[7][:12])  # a kill in the middle of query 3
+
+    assert main([*common, "--output", str(output)]) == 2  # forgetting --resume must not throw the work away
+    assert "pass --resume" in capsys.readouterr().err
+
+    scored.clear()
+    monkeypatch.setattr(trec, "score_query", lambda *a, **k: scored.append(a[1]) or real_score_query(*a, **k))
+    assert main([*common, "--output", str(output), "--resume"]) == 0
+    assert scored == ["definition declaratory judgment"]  # only the unfinished query was scored again
+    assert output.read_bytes() == reference.read_bytes()
+    assert not partial.exists()
+
+    scored.clear()  # resuming a finished run scores nothing and rewrites the same file
+    assert main([*common, "--output", str(output), "--resume"]) == 0
+    assert scored == [] and output.read_bytes() == reference.read_bytes()
