@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +43,7 @@ ITERATIVE_KEEP = 20  # ListConRanker's iterative inference stops filtering at 20
 
 def detect_family(model_name_or_path: str, hub: dict[str, Any]) -> str | None:
     """The family a checkpoint's own files declare, or None for sentence-transformers' default."""
-    file_kwargs = {k: hub.get(k) for k in ("token", "revision", "cache_folder")}
+    file_kwargs: dict[str, Any] = {k: hub.get(k) for k in ("token", "revision", "cache_folder")}
     file_kwargs["local_files_only"] = bool(hub.get("local_files_only"))
     for name in ("list_transformer.safetensors", "list_transformer.pt"):
         if load_file_path(model_name_or_path, name, **file_kwargs) is not None:
@@ -111,9 +113,14 @@ class CrossEncoder(STCrossEncoder):
     """
 
     # Our own saved modules load without trust_remote_code: they are this package's code, not the hub's.
-    _module_classes: ClassVar[Mapping[str, type[nn.Module]]] = {
-        f"{cls.__module__}.{cls.__qualname__}": cls for cls in SCORING_MODULES.values()
-    }
+    _module_classes: Mapping[str, type[nn.Module]] = MappingProxyType(
+        {f"{cls.__module__}.{cls.__qualname__}": cls for cls in SCORING_MODULES.values()}
+    )
+    _registry_entry: RegistryEntry | None
+    _requested_family: str | None
+    _source: str | None
+    _truncated_pairs: int
+    score_cache: ScoreCache | None
 
     def __init__(
         self,
@@ -160,7 +167,7 @@ class CrossEncoder(STCrossEncoder):
         """True when a document's score depends on the other documents of its list."""
         return isinstance(self[0], ListConRankerScore)
 
-    def _load_modules(self, model_name_or_path: str, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    def _load_modules(self, model_name_or_path: str, **kwargs: Any) -> tuple[Any, dict[str, Any]]:  # type: ignore[override]
         if self._requested_family is not None:  # family=, preset= or the registry win over a saved modules.json
             return self._load_default_modules(model_name_or_path, **kwargs)
         return super()._load_modules(model_name_or_path, **kwargs)
@@ -176,8 +183,8 @@ class CrossEncoder(STCrossEncoder):
         model_kwargs: dict[str, Any] | None = None,
         processor_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
-    ) -> tuple[list[nn.Module], dict[str, Any]]:
-        hub = {
+    ) -> tuple[list[nn.Module] | OrderedDict[str, nn.Module], dict[str, Any]]:
+        hub: dict[str, Any] = {
             "token": token,
             "cache_folder": cache_folder,
             "revision": revision,
@@ -300,7 +307,8 @@ class CrossEncoder(STCrossEncoder):
 
     def _cached_inference(self, inputs: list, window: Window | None, **kwargs: Any) -> torch.Tensor:
         """Look every pair up in the score cache; score only the misses (listwise: their whole lists)."""
-        cache: ScoreCache = self.score_cache
+        cache = self.score_cache
+        assert cache is not None
         keys = self._cache_keys(inputs, window, kwargs.get("activation_fn"))
         found = [cache.get(key) for key in keys]
         missing = [i for i, value in enumerate(found) if value is None]
@@ -345,7 +353,8 @@ class CrossEncoder(STCrossEncoder):
         for index, (query, _) in enumerate(inputs):
             lists.setdefault(query, []).append(index)
         scores = torch.empty(len(inputs), dtype=torch.float32, device=device)
-        module: ListConRankerScore = self[0]
+        module = self[0]
+        assert isinstance(module, ListConRankerScore)
         previous = module.encode_batch_size
         module.encode_batch_size = batch_size
         try:
@@ -395,7 +404,7 @@ class CrossEncoder(STCrossEncoder):
                 show_progress_bar=show_progress_bar, activation_fn=activation_fn, window=window, **kwargs,
             ).tolist()  # fmt: skip
         else:
-            return super().rank(
+            return super().rank(  # type: ignore[return-value]
                 query, documents, top_k=top_k, return_documents=return_documents, batch_size=batch_size,
                 show_progress_bar=show_progress_bar, activation_fn=activation_fn, **kwargs,
             )  # fmt: skip
@@ -441,8 +450,7 @@ class CrossEncoder(STCrossEncoder):
         indices: list[int],
         batch_size: int,
         activation_fn: Callable | None,
+        window: Window | dict[str, Any] | bool | None,
     ) -> np.ndarray:
         pairs = [(query, documents[i]) for i in indices]
-        return np.asarray(
-            self.predict(pairs, batch_size=batch_size, activation_fn=activation_fn, convert_to_numpy=True)
-        )
+        return np.asarray(self.predict(pairs, batch_size=batch_size, activation_fn=activation_fn, window=window))

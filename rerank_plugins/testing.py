@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -21,7 +22,7 @@ from transformers import (
     BertConfig,
     BertForSequenceClassification,
     BertModel,
-    BertTokenizerFast,
+    BertTokenizer,
     BloomConfig,
     BloomForCausalLM,
     DebertaV2Config,
@@ -91,7 +92,7 @@ def _wordpiece(corpus: Iterable[str], lowercase: bool) -> Tokenizer:
 
 def _bert_tokenizer(corpus: Iterable[str], lowercase: bool = False) -> PreTrainedTokenizerFast:
     """A WordPiece tokenizer that returns token_type_ids 0/1 for pairs, as BERT's does."""
-    return BertTokenizerFast(
+    return BertTokenizer(
         tokenizer_object=_wordpiece(corpus, lowercase),
         do_lower_case=lowercase,
         unk_token="[UNK]",
@@ -167,18 +168,24 @@ def _save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, path: Path
 
 def _monot5(path: Path, std: float, seed: int) -> None:
     tokenizer = _t5_tokenizer(CORPUS)
-    config = T5Config(
-        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=0,
-    )  # fmt: skip
+    settings: dict[str, Any] = {
+        "vocab_size": len(tokenizer), "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_decoder_layers": 2,
+        "num_heads": 4, "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
+        "decoder_start_token_id": 0,  # T5's: the pad id
+    }  # fmt: skip
+    config = T5Config(**settings)
     _save(T5ForConditionalGeneration(config), tokenizer, path, std, seed)
 
 
-def _bert_config(vocab_size: int, **extra: int) -> BertConfig:
-    return BertConfig(
-        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=512, **extra,
-    )  # fmt: skip
+def _bert_config(vocab_size: int, num_labels: int = 1) -> BertConfig:
+    sizes: dict[str, Any] = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+    }
+    sizes["num_labels"] = num_labels
+    return BertConfig(vocab_size=vocab_size, max_position_embeddings=512, **sizes)
 
 
 def _sequence_classification(path: Path, std: float, seed: int, num_labels: int = 1) -> None:
@@ -190,11 +197,13 @@ def _sequence_classification(path: Path, std: float, seed: int, num_labels: int 
 
 def _deberta(path: Path, std: float, seed: int) -> None:
     tokenizer = _bert_tokenizer(CORPUS)
-    config = DebertaV2Config(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=512, num_labels=1, relative_attention=True, position_buckets=16,
-        pos_att_type=["p2c", "c2p"], max_relative_positions=-1, type_vocab_size=0, position_biased_input=False,
-    )  # fmt: skip
+    settings: dict[str, Any] = {  # DeBERTa-v3's shape: relative attention, no absolute positions or token types
+        "vocab_size": len(tokenizer), "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 64, "max_position_embeddings": 512, "num_labels": 1, "relative_attention": True,
+        "position_buckets": 16, "pos_att_type": ["p2c", "c2p"], "max_relative_positions": -1, "type_vocab_size": 0,
+        "position_biased_input": False,
+    }  # fmt: skip
+    config = DebertaV2Config(**settings)
     config.architectures = ["DebertaV2ForSequenceClassification"]
     _save(DebertaV2ForSequenceClassification(config), tokenizer, path, std, seed)
 

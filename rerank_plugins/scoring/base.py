@@ -46,10 +46,11 @@ class ScoringModule(InputModule):
     (which ``AutoModel`` class to use), ``preprocess`` and ``forward``.
     """
 
-    config_file_name: ClassVar[str] = "rerank_plugins_config.json"  # never config.json: that is the HF config
+    config_file_name: str = "rerank_plugins_config.json"  # never config.json: that is the HF config
     family: ClassVar[str] = ""
     default_max_length: ClassVar[int] = 512
-    save_in_root: ClassVar[bool] = True
+    save_in_root: bool = True
+    tokenizer: PreTrainedTokenizerBase
 
     def __init__(
         self,

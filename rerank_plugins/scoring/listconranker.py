@@ -91,12 +91,12 @@ class ListConRankerScore(ScoringModule):
     """
 
     family: ClassVar[str] = "listconranker"
-    config_keys: ClassVar[list[str]] = ["encode_batch_size"]
+    config_keys: list[str] = ["encode_batch_size"]
 
     def __init__(self, model_name_or_path: str, *, encode_batch_size: int = 32, **kwargs: Any) -> None:
         super().__init__(model_name_or_path, **kwargs)
         self.encode_batch_size = encode_batch_size
-        hub = {k: kwargs[k] for k in ("token", "revision", "local_files_only") if k in kwargs}
+        hub: dict[str, Any] = {k: kwargs[k] for k in ("token", "revision", "local_files_only") if k in kwargs}
         hub["cache_folder"] = kwargs.get("cache_folder")
         linear = _load_weights(model_name_or_path, LINEAR_IN_FILE, hub)
         self.linear_in_embedding = nn.Linear(linear["weight"].shape[1], linear["weight"].shape[0])
@@ -124,7 +124,7 @@ class ListConRankerScore(ScoringModule):
             else:
                 torch.save(state, os.path.join(output_path, f"{name}.pt"))
 
-    def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         """Texts of the batch, each alone: the distinct queries first, then the documents."""
         queries = list(dict.fromkeys(query for query, _ in inputs))
         slot = {query: i for i, query in enumerate(queries)}

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
 
 from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
+from rerank_plugins.scoring.batching import length_chunks
 
 MONOT5_TEMPLATE = "Query: {query} Document: {document} Relevant:"
 
@@ -28,7 +29,7 @@ class MonoT5Score(ScoringModule):
     """
 
     family: ClassVar[str] = "monot5"
-    config_keys: ClassVar[list[str]] = ["true_token", "false_token", "template"]
+    config_keys: list[str] = ["true_token", "false_token", "template"]
 
     def __init__(
         self,
@@ -58,14 +59,23 @@ class MonoT5Score(ScoringModule):
     def load_backbone(self, model_name_or_path: str, kwargs: dict[str, Any]) -> PreTrainedModel:
         return AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path, **kwargs)
 
-    def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         texts = [self.template.format(query=query, document=document) for query, document in inputs]
         encoded = self.tokenize_truncating(texts)  # T5 appends </s>; longest_first cuts the end of the text
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        model = self.model
         input_ids, attention_mask = features["input_ids"], features["attention_mask"]
+        margins = torch.empty(input_ids.shape[0], dtype=torch.float32, device=input_ids.device)
+        # Rows of similar length together, each chunk trimmed to its longest row: no work on pad tokens.
+        for rows, width in length_chunks(attention_mask):
+            margins[rows] = self.logit_margin(input_ids[rows, :width], attention_mask[rows, :width])
+        features["scores"] = fp32_scores(margins)
+        return features
+
+    def logit_margin(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``logit(true) - logit(false)`` at the first decoder step, in fp32, for one chunk of rows."""
+        model = self.model
         encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         # The first (and only) decoder input is decoder_start_token_id (the pad id, 0, for T5).
         start = torch.full(
@@ -85,5 +95,4 @@ class MonoT5Score(ScoringModule):
             hidden = hidden * (model.config.d_model**-0.5)
         rows = model.get_output_embeddings().weight[self.token_ids]  # (2, d_model): the LM head's false/true rows
         logits = (hidden @ rows.T).float()  # (batch, 2) = the authors' logits[:, [false, true]], in fp32
-        features["scores"] = fp32_scores(logits[:, 1] - logits[:, 0])
-        return features
+        return logits[:, 1] - logits[:, 0]

@@ -36,7 +36,7 @@ class QueryLikelihoodScore(ScoringModule):
     """
 
     family: ClassVar[str] = "query-likelihood"
-    config_keys: ClassVar[list[str]] = ["template", "pad_token_attr"]
+    config_keys: list[str] = ["template", "pad_token_attr"]
 
     def __init__(
         self,
@@ -71,9 +71,9 @@ class QueryLikelihoodScore(ScoringModule):
         if len(ids) <= budget:
             return document
         self.truncated += 1
-        return self.tokenizer.decode(ids[:budget])
+        return str(self.tokenizer.decode(ids[:budget]))
 
-    def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         rows, targets = [], []
         for query, document in inputs:
             context = self.tokenizer.encode(
