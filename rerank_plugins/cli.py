@@ -31,8 +31,9 @@ def load_model(name: str, family: str | None = None, preset: str | None = None, 
     except (OSError, ValueError) as error:
         if isinstance(error, ValueError) and ("family" in str(error) or "preset" in str(error)):
             raise CommandError(str(error).splitlines()[0]) from error
+        reason = str(error).splitlines()[0].rstrip(". ") if str(error) else type(error).__name__
         raise CommandError(
-            f"could not load model {name!r}: {str(error).splitlines()[0] if str(error) else type(error).__name__}. "
+            f"could not load model {name!r}: {reason}. "
             "If the hub is out of reach, pass a local directory (e.g. one made by `rerank-plugins tiny-model`, "
             "or a downloaded copy) and, for a published model, --preset with its hub id."
         ) from error
