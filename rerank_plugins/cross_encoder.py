@@ -27,8 +27,8 @@ from transformers import AutoConfig
 from rerank_plugins.cache import ScoreCache
 from rerank_plugins.registry import RegistryEntry, check_family, check_preset, lookup
 from rerank_plugins.scoring import SCORING_MODULES, ListConRankerScore, ScoringModule
-from rerank_plugins.scoring.base import count_truncated
-from rerank_plugins.windows import Window, aggregate, as_window, split_document
+from rerank_plugins.scoring.base import truncated_rows
+from rerank_plugins.windows import Window, aggregate, as_window, first_tokens, split_document
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +212,7 @@ class CrossEncoder(STCrossEncoder):
             )  # fmt: skip
         shared = {"token": token, "revision": revision, "local_files_only": local_files_only,
                   "trust_remote_code": trust_remote_code}  # fmt: skip
+        truncation = (entry.options if entry else {}).get("truncation")
         transformer = Transformer(
             model_name_or_path,
             transformer_task="sequence-classification",
@@ -221,6 +222,7 @@ class CrossEncoder(STCrossEncoder):
             config_kwargs={**shared, **(config_kwargs or {})},
             backend=self.backend,
             tokenizer_name_or_path=tokenizer,
+            processing_kwargs={"text": {"truncation": truncation}} if truncation else None,
         )
         modules: list[nn.Module] = [transformer]
         if transformer.model.config.num_labels == 2:
@@ -254,13 +256,23 @@ class CrossEncoder(STCrossEncoder):
 
     # -- inference ----------------------------------------------------------------------------------------
     def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        features = super().preprocess(inputs, prompt=prompt, **kwargs)
         first = self[0]
+        cuts_documents_first = (
+            isinstance(first, Transformer)
+            and first.processing_kwargs.get("text", {}).get("truncation") == "only_second"
+            and self.max_seq_length
+        )
+        cut: set[int] = set()
+        if cuts_documents_first:  # xpmir: the document is cut first; a query may keep at most half of max_length
+            limit = self.max_seq_length // 2
+            capped = [(first_tokens(self.tokenizer, query, limit), document) for query, document in inputs]
+            cut = {i for i, (pair, new) in enumerate(zip(inputs, capped, strict=True)) if pair[0] != new[0]}
+            inputs = capped
+        features = super().preprocess(inputs, prompt=prompt, **kwargs)
         if isinstance(first, Transformer) and "attention_mask" in features and prompt is None and self.max_seq_length:
             pairs = [tuple(pair) for pair in inputs]
-            self._truncated_pairs += count_truncated(
-                first.tokenizer, pairs, features["attention_mask"], self.max_seq_length
-            )
+            cut.update(truncated_rows(first.tokenizer, pairs, features["attention_mask"], self.max_seq_length))
+        self._truncated_pairs += len(cut)
         return features
 
     def _inference(self, inputs: list, **kwargs: Any) -> torch.Tensor:

@@ -48,9 +48,13 @@ REGISTRY: dict[str, RegistryEntry] = {
     "castorini/monot5-base-msmarco": _MONOT5,
     "castorini/monot5-large-msmarco": _MONOT5,
     "castorini/monot5-3b-msmarco": _MONOT5,
-    # DeBERTa-v3 cross-encoder: the raw logit is the ranking score (no activation).
+    # DeBERTa-v3 cross-encoder: the raw logit is the ranking score (no activation). xpmir cuts the document
+    # first ("only_second"); a query longer than half of max_length is capped there.
     "xpmir/cross-encoder-DeBERTav3-DistillRankNET": RegistryEntry(
-        "sequence-classification", activation="identity", fallback_tokenizer="microsoft/deberta-v3-base"
+        "sequence-classification",
+        activation="identity",
+        options={"truncation": "only_second"},
+        fallback_tokenizer="microsoft/deberta-v3-base",
     ),
     # R*: a small BERT trained for binary relevance; sigmoid (1 label) or softmax[:, 1] (2 labels),
     # decided from the checkpoint's config at load time.

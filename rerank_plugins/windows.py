@@ -75,6 +75,12 @@ def split_document(tokenizer: Any, document: str, window: Window) -> list[str]:
     return pieces
 
 
+def first_tokens(tokenizer: Any, text: str, limit: int) -> str:
+    """The text of the first ``limit`` tokens of ``text`` (all of it when it is that short)."""
+    spans = _token_spans(tokenizer, text)
+    return text if len(spans) <= limit else text[: spans[limit - 1][1]]
+
+
 def _token_spans(tokenizer: Any, text: str) -> list[tuple[int, int]]:
     """Character span of every token; whitespace-separated words if the tokenizer gives no offsets."""
     try:

@@ -160,3 +160,22 @@ def iterative_reference(score_list, passages: list[str]) -> tuple[list[float], l
     for j, i in enumerate(remaining):
         final[i] = scores[j] + rnd
     return [final[i] for i in range(len(passages))], removed_per_round
+
+
+@torch.no_grad()
+def xpmir_cross_encoder_scores(path: str, pairs: list[tuple[str, str]], max_length: int = 512) -> list[float]:
+    """xpmir's HFQueryDocTokenizer: ``[CLS] q [SEP] d [SEP]``, query capped at max_length // 2, document cut first."""
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    scores = []
+    for query, document in pairs:
+        q_ids = tokenizer(query, add_special_tokens=False)["input_ids"][: max_length // 2]
+        d_ids = tokenizer(document, add_special_tokens=False)["input_ids"]
+        overflow = len(q_ids) + len(d_ids) - (max_length - 3)
+        if overflow > 0:
+            d_ids = d_ids[: max(0, len(d_ids) - overflow)]
+        ids = [tokenizer.cls_token_id, *q_ids, tokenizer.sep_token_id, *d_ids, tokenizer.sep_token_id]
+        types = [0] * (len(q_ids) + 2) + [1] * (len(d_ids) + 1)
+        logits = model(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types])).logits
+        scores.append(float(logits[0, 0]))  # the raw logit
+    return scores

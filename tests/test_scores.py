@@ -164,3 +164,21 @@ def test_iterative_keys_by_index_not_text(load_tiny):
 def test_iterative_rejected_for_pointwise(load_tiny):
     with pytest.raises(ValueError, match="ListConRanker"):
         load_tiny("monot5").rank("q", ["a", "b"], iterative=True)
+
+
+def test_distillranknet_cuts_the_document_first_as_xpmir(tiny_paths):
+    """Below max_length this is plain pair tokenization; above it, the document is cut, not the query."""
+    model = CrossEncoder(
+        tiny_paths["deberta"], preset="xpmir/cross-encoder-DeBERTav3-DistillRankNET", max_length=32, device="cpu"
+    )
+    long_query = "what is the capital and largest city of france known for its museums and its river"
+    pairs = [
+        (QUERIES[0], DOCUMENTS[0]),  # fits
+        (QUERIES[0], LONG_DOCUMENT),  # the document is cut
+        (long_query, LONG_DOCUMENT),  # the query is capped at 16 tokens, the document fills the rest
+        (long_query, ""),
+    ]
+    expected = reference.xpmir_cross_encoder_scores(tiny_paths["deberta"], pairs, max_length=32)
+    np.testing.assert_allclose(model.predict(pairs), expected, atol=1e-5, rtol=0)
+    longest_first = CrossEncoder(tiny_paths["deberta"], family="sequence-classification", max_length=32, device="cpu")
+    assert not np.isclose(longest_first.predict(pairs[2:3]), expected[2:3], atol=1e-4).all()

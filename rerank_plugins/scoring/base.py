@@ -159,14 +159,24 @@ def count_truncated(
     attention_mask: torch.Tensor,
     limit: int,
 ) -> int:
-    """How many of ``texts`` were cut to ``limit`` tokens.
+    """How many of ``texts`` were cut to ``limit`` tokens (see :func:`truncated_rows`)."""
+    return len(truncated_rows(tokenizer, texts, attention_mask, limit))
+
+
+def truncated_rows(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str] | Sequence[tuple[str, str]],
+    attention_mask: torch.Tensor,
+    limit: int,
+) -> list[int]:
+    """The rows of ``texts`` that were cut to ``limit`` tokens.
 
     Only a row that came out exactly ``limit`` tokens long can have been cut, so only those rows are
     tokenized again, without truncation, to tell "cut" from "exactly the limit": free for short inputs.
     """
     full_rows = (attention_mask.sum(dim=1) >= limit).nonzero().flatten().tolist()
     if not full_rows:
-        return 0
+        return []
     again = [texts[i] for i in full_rows]
     if isinstance(again[0], str):
         ids = tokenizer(again, truncation=False, verbose=False)["input_ids"]
@@ -174,7 +184,7 @@ def count_truncated(
         ids = tokenizer([str(a) for a, _ in again], [str(b) for _, b in again], truncation=False, verbose=False)[
             "input_ids"
         ]
-    return sum(1 for row in ids if len(row) > limit)
+    return [row for row, row_ids in zip(full_rows, ids, strict=True) if len(row_ids) > limit]
 
 
 def fp32_scores(scores: torch.Tensor) -> torch.Tensor:
