@@ -256,15 +256,14 @@ class CrossEncoder(STCrossEncoder):
 
     # -- inference ----------------------------------------------------------------------------------------
     def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        first = self[0]
+        first, max_length = self[0], self.max_seq_length
         cuts_documents_first = (
             isinstance(first, Transformer)
             and first.processing_kwargs.get("text", {}).get("truncation") == "only_second"
-            and self.max_seq_length
         )
         cut: set[int] = set()
-        if cuts_documents_first:  # xpmir: the document is cut first; a query may keep at most half of max_length
-            limit = self.max_seq_length // 2
+        if cuts_documents_first and max_length:  # xpmir: the document is cut first; a query keeps at most half
+            limit = max_length // 2
             capped = [(first_tokens(self.tokenizer, query, limit), document) for query, document in inputs]
             cut = {i for i, (pair, new) in enumerate(zip(inputs, capped, strict=True)) if pair[0] != new[0]}
             inputs = capped
