@@ -180,3 +180,21 @@ def test_bfloat16_predict_on_cpu(tiny_paths, pairs):
     scores = bf16.predict(pairs)
     assert scores.dtype == np.float32
     assert np.corrcoef(scores, fp32)[0, 1] > 0.9
+
+
+def test_a_checkpoint_missing_weights_is_an_error_not_a_random_init(tiny_paths, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_paths["monot5"], broken)
+    weights = load_file(broken / "model.safetensors")
+    dropped = next(name for name in weights if "encoder.block.1" in name)
+    save_file({k: v for k, v in weights.items() if k != dropped}, broken / "model.safetensors")
+    with pytest.raises(ValueError, match="lacks 1 weight"):
+        CrossEncoder(str(broken), device="cpu")
+
+
+def test_listconranker_encoder_has_no_unused_pooler(load_tiny):
+    assert load_tiny("listconranker")[0].model.pooler is None

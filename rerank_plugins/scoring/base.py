@@ -42,13 +42,14 @@ def hub_kwargs(
 class ScoringModule(InputModule):
     """Base of the family modules: a Hugging Face model, its tokenizer, a maximum length, and options.
 
-    Subclasses set ``config_keys`` (their options, saved with the model), implement ``load_backbone``
-    (which ``AutoModel`` class to use), ``preprocess`` and ``forward``.
+    Subclasses set ``auto_class`` (which ``AutoModel`` class loads the checkpoint), ``config_keys`` (their
+    options, saved with the model), and implement ``preprocess`` and ``forward``.
     """
 
     config_file_name: str = "rerank_plugins_config.json"  # never config.json: that is the HF config
     family: ClassVar[str] = ""
     default_max_length: ClassVar[int] = 512
+    auto_class: ClassVar[Any] = None
     save_in_root: bool = True
     tokenizer: PreTrainedTokenizerBase
 
@@ -78,7 +79,15 @@ class ScoringModule(InputModule):
 
     # -- loading -------------------------------------------------------------------------------------------
     def load_backbone(self, model_name_or_path: str, kwargs: dict[str, Any]) -> PreTrainedModel:
-        raise NotImplementedError
+        """Load with ``auto_class``; a checkpoint missing any weight is an error, never a random init."""
+        model, info = self.auto_class.from_pretrained(model_name_or_path, output_loading_info=True, **kwargs)
+        if info.get("missing_keys"):
+            missing = sorted(info["missing_keys"])
+            raise ValueError(
+                f"{model_name_or_path!r} lacks {len(missing)} weight(s) of {type(model).__name__} "
+                f"(e.g. {', '.join(missing[:3])}): they would be random. Is this the right family for it?"
+            )
+        return model
 
     @staticmethod
     def load_tokenizer(name_or_path: str, kwargs: dict[str, Any]) -> PreTrainedTokenizerBase:

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from sentence_transformers.util import load_file_path
 from torch import nn
 from torch.nn import functional as F
-from transformers import AutoModel, PreTrainedModel
+from transformers import AutoModel
 
 from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
 
@@ -91,6 +91,7 @@ class ListConRankerScore(ScoringModule):
     """
 
     family: ClassVar[str] = "listconranker"
+    auto_class: ClassVar[Any] = AutoModel
     config_keys: list[str] = ["encode_batch_size"]
 
     def __init__(self, model_name_or_path: str, *, encode_batch_size: int = 32, **kwargs: Any) -> None:
@@ -109,8 +110,9 @@ class ListConRankerScore(ScoringModule):
         self.linear_in_embedding.to(dtype)
         self.list_transformer.to(dtype)
 
-    def load_backbone(self, model_name_or_path: str, kwargs: dict[str, Any]) -> PreTrainedModel:
-        return AutoModel.from_pretrained(model_name_or_path, **kwargs)
+    def load_backbone(self, model_name_or_path: str, kwargs: dict[str, Any]) -> Any:
+        # Scores read mean-pooled token states: BERT's pooler is never used, so it is neither built nor run.
+        return super().load_backbone(model_name_or_path, {**kwargs, "add_pooling_layer": False})
 
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
         super().save(output_path, safe_serialization=safe_serialization)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
+from transformers import AutoModelForSeq2SeqLM
 
 from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
 from rerank_plugins.scoring.batching import length_chunks
@@ -29,6 +29,7 @@ class MonoT5Score(ScoringModule):
     """
 
     family: ClassVar[str] = "monot5"
+    auto_class: ClassVar[Any] = AutoModelForSeq2SeqLM
     config_keys: list[str] = ["true_token", "false_token", "template"]
 
     def __init__(
@@ -55,9 +56,6 @@ class MonoT5Score(ScoringModule):
             torch.tensor([vocab[false_token], vocab[true_token]], dtype=torch.long),
             persistent=False,
         )
-
-    def load_backbone(self, model_name_or_path: str, kwargs: dict[str, Any]) -> PreTrainedModel:
-        return AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path, **kwargs)
 
     def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         texts = [self.template.format(query=query, document=document) for query, document in inputs]

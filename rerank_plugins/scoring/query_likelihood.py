@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch.nn import functional as F
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoModelForCausalLM
 
 from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
 
@@ -36,6 +36,7 @@ class QueryLikelihoodScore(ScoringModule):
     """
 
     family: ClassVar[str] = "query-likelihood"
+    auto_class: ClassVar[Any] = AutoModelForCausalLM
     config_keys: list[str] = ["template", "pad_token_attr"]
 
     def __init__(
@@ -51,9 +52,6 @@ class QueryLikelihoodScore(ScoringModule):
         self.pad_id = self._pad_token_id()
         # eval.py: prompt_len = len(tokenizer.encode(prompt)), special tokens included.
         self.template_length = len(self.tokenizer.encode(template))
-
-    def load_backbone(self, model_name_or_path: str, kwargs: dict[str, Any]) -> PreTrainedModel:
-        return AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
 
     def _pad_token_id(self) -> int:
         """Pads never reach a score (right padding, causal attention); any valid id will do, as the authors'."""

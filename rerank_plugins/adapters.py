@@ -1,0 +1,158 @@
+"""What the LangChain and LlamaIndex adapters share: loading a model, one ``rank`` call per query, the cut-off.
+
+The adapters only turn framework objects into texts and back; everything about scoring happens here, once,
+so that both frameworks rank exactly as ``CrossEncoder.rank`` does. A listwise model's scores depend on the
+whole candidate list, so each query's candidates go to ``rank`` in one call. Torch models are not safe to call
+from several threads at once (ListConRanker, for one, sets a batch size on its module while it scores), so
+every call on one model holds that model's lock; async callers wait for it in a worker thread, never on the
+event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import threading
+import weakref
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, TypeAlias
+
+from pydantic import BaseModel, Field
+from sentence_transformers import CrossEncoder as STCrossEncoder
+
+from rerank_plugins.cross_encoder import CrossEncoder
+
+ModelLike: TypeAlias = STCrossEncoder | str | os.PathLike[str]
+"""A loaded cross-encoder (ours or plain sentence-transformers), or a hub id / local path to load."""
+
+# Arguments the adapters set themselves; rank_kwargs may not override them.
+RESERVED_RANK_KWARGS = frozenset({"query", "documents", "top_k", "return_documents", "batch_size", "iterative"})
+
+_locks: weakref.WeakKeyDictionary[STCrossEncoder, threading.Lock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+class RerankOptions(BaseModel):
+    """The options both adapters share, as pydantic fields (both frameworks' components are pydantic models)."""
+
+    top_n: int | None = Field(default=None, ge=1, description="Keep the best top_n documents; None keeps all.")
+    score_threshold: float | None = Field(
+        default=None, description="Drop documents scoring below this, before top_n applies; None keeps all."
+    )
+    batch_size: int = Field(default=32, ge=1, description="Pairs (or list members) per forward pass.")
+    iterative: bool = Field(default=False, description="ListConRanker's iterative inference (listwise models only).")
+    rank_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Further keyword arguments for CrossEncoder.rank, e.g. show_progress_bar."
+    )
+
+    def rank_options(self) -> dict[str, Any]:
+        """These options as keyword arguments of :func:`rerank`."""
+        return {
+            "top_n": self.top_n,
+            "score_threshold": self.score_threshold,
+            "batch_size": self.batch_size,
+            "iterative": self.iterative,
+            "rank_kwargs": self.rank_kwargs,
+        }
+
+
+def split_kwargs(field_names: Collection[str], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split an adapter's keyword arguments into its own fields and the model's loading options."""
+    fields = {key: value for key, value in kwargs.items() if key in field_names}
+    return fields, {key: value for key, value in kwargs.items() if key not in field_names}
+
+
+def load_model(model: ModelLike, **model_kwargs: Any) -> STCrossEncoder:
+    """Return ``model`` if it is already a cross-encoder, else load it with ``rerank_plugins.CrossEncoder``.
+
+    Loading happens here, in the adapter's constructor, on the caller's thread: never lazily in a worker.
+    """
+    if isinstance(model, STCrossEncoder):
+        if model_kwargs:
+            raise ValueError(
+                f"Unknown option(s) {sorted(model_kwargs)}: loading options only apply when model= is an id or "
+                "a path, and this model is already loaded."
+            )
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        known = {*inspect.signature(CrossEncoder.__init__).parameters, *inspect.signature(STCrossEncoder).parameters}
+        unknown = sorted(set(model_kwargs) - known - {"self", "kwargs", "model_name_or_path"})
+        if unknown:
+            raise TypeError(f"Unknown option(s) {unknown}: neither an adapter field nor a CrossEncoder argument.")
+        return CrossEncoder(os.fspath(model), **model_kwargs)
+    raise TypeError(f"model= must be a CrossEncoder, a model id or a path, got {type(model).__name__}.")
+
+
+def model_name(model: STCrossEncoder, given: ModelLike | None = None) -> str:
+    """A readable name for events and reprs: the id or path it was loaded from, when known."""
+    if isinstance(given, (str, os.PathLike)):
+        return os.fspath(given)
+    base = getattr(getattr(model, "model_card_data", None), "base_model", None)
+    if base:
+        return str(base)
+    inner = getattr(model[0], "model", None) if len(model) else None
+    return str(getattr(inner, "name_or_path", None) or type(model).__name__)
+
+
+def check_options(model: STCrossEncoder, iterative: bool, rank_kwargs: Mapping[str, Any]) -> None:
+    """Reject options the model cannot honour, before any scoring."""
+    if iterative and not getattr(model, "is_listwise", False):
+        family = getattr(model, "family", f"a plain {type(model).__module__}.{type(model).__name__}")
+        raise ValueError(f"iterative=True is ListConRanker's inference and needs a listwise model; this is {family}.")
+    reserved = RESERVED_RANK_KWARGS & set(rank_kwargs)
+    if reserved:
+        raise ValueError(f"rank_kwargs may not set {sorted(reserved)}: use the adapter's own fields.")
+
+
+def check_texts(texts: Sequence[Any], what: str) -> None:
+    """A TypeError naming the first input whose text is not a str (``what`` names the framework's object)."""
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{what} {index} has no str text (got {type(text).__name__}); only text can be reranked.")
+
+
+def model_lock(model: STCrossEncoder) -> threading.Lock:
+    """The one lock of ``model``, shared by every adapter that holds it."""
+    with _locks_guard:
+        lock = _locks.get(model)
+        if lock is None:
+            lock = _locks[model] = threading.Lock()
+        return lock
+
+
+def rerank(
+    model: STCrossEncoder,
+    query: str,
+    texts: Sequence[str],
+    *,
+    top_n: int | None = None,
+    score_threshold: float | None = None,
+    batch_size: int = 32,
+    iterative: bool = False,
+    rank_kwargs: Mapping[str, Any] | None = None,
+) -> list[tuple[int, float]]:
+    """``(index, score)`` of the kept texts, best first, from ONE ``model.rank`` call on the whole list.
+
+    Scores are Python floats. ``score_threshold`` keeps scores ``>= score_threshold`` and applies before
+    ``top_n``; the order is ``rank``'s own, ties included.
+    """
+    if not isinstance(query, str):
+        raise TypeError(f"The query must be a str, got {type(query).__name__}.")
+    kwargs = dict(rank_kwargs or {})
+    check_options(model, iterative, kwargs)
+    if not texts:
+        return []
+    if iterative:
+        kwargs["iterative"] = True
+    with model_lock(model):
+        results = model.rank(query, list(texts), batch_size=batch_size, **kwargs)
+    ranked = [(int(result["corpus_id"]), float(result["score"])) for result in results]
+    if score_threshold is not None:
+        ranked = [(index, score) for index, score in ranked if score >= score_threshold]
+    return ranked if top_n is None else ranked[:top_n]
+
+
+async def arerank(model: STCrossEncoder, query: str, texts: Sequence[str], **options: Any) -> list[tuple[int, float]]:
+    """:func:`rerank` in a worker thread, so that scoring never blocks the event loop."""
+    return await asyncio.to_thread(rerank, model, query, list(texts), **options)

@@ -1,0 +1,153 @@
+"""LlamaIndex: ``RerankPostprocessor``, a node postprocessor for query engines and retrievers.
+
+Unlike LlamaIndex's own ``SentenceTransformerRerank`` it returns deep copies of the nodes with ``score`` a
+Python float, so the caller's nodes and their metadata never change, and it emits the instrumentation
+events ``ReRankStartEvent`` / ``ReRankEndEvent``. It needs only ``llama-index-core``
+(``pip install "rerank-plugins[llama-index]"``).
+
+    >>> from rerank_plugins.llama_index import RerankPostprocessor
+    >>> reranker = RerankPostprocessor(model="unicamp-dl/InRanker-small", top_n=3)  # doctest: +SKIP
+    >>> index.as_query_engine(similarity_top_k=20, node_postprocessors=[reranker])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sentence_transformers import CrossEncoder as STCrossEncoder
+
+from rerank_plugins.adapters import (
+    ModelLike,
+    RerankOptions,
+    arerank,
+    check_options,
+    check_texts,
+    load_model,
+    model_name,
+    rerank,
+    split_kwargs,
+)
+
+try:
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr
+    from llama_index.core.callbacks import CBEventType, EventPayload
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+    from llama_index.core.postprocessor.types import BaseNodePostprocessor
+    from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'RerankPostprocessor needs llama-index-core: pip install "rerank-plugins[llama-index]"'
+    ) from error
+
+__all__ = ["RerankPostprocessor"]
+
+dispatcher = get_dispatcher(__name__)
+
+RETRIEVAL_SCORE_KEY = "retrieval_score"
+
+
+class RerankPostprocessor(RerankOptions, BaseNodePostprocessor):
+    """Rerank LlamaIndex nodes with a cross-encoder; each query's nodes are scored in one ``rank`` call.
+
+    Args:
+        model: a ``CrossEncoder`` (``rerank_plugins`` or plain sentence-transformers), or a hub id / local path
+            that ``rerank_plugins.CrossEncoder`` loads, with any of its keyword arguments (``device=``,
+            ``family=``, ``max_length=``, ...) passed alongside.
+        top_n, score_threshold, batch_size, iterative, rank_kwargs: see ``rerank_plugins.adapters.RerankOptions``.
+        keep_retrieval_score: also keep each node's retrieval score, as ``metadata["retrieval_score"]``.
+        metadata_mode: which text of a node is scored; ``EMBED`` (LlamaIndex's rerankers' choice) includes the
+            metadata the embedder sees, ``NONE`` scores the bare text.
+
+    Returns deep copies of the nodes, best first, with ``score`` the reranker's.
+    """
+
+    model: str = Field(description="The id or path the cross-encoder was loaded from, or its name.")
+    keep_retrieval_score: bool = Field(
+        default=False, description="Keep the retrieval score in the returned copies' metadata['retrieval_score']."
+    )
+    metadata_mode: MetadataMode = Field(default=MetadataMode.EMBED, description="Which node text to score.")
+    _model: STCrossEncoder = PrivateAttr()
+
+    def __init__(self, model: ModelLike, **kwargs: Any) -> None:
+        fields, model_kwargs = split_kwargs(type(self).model_fields, kwargs)
+        loaded = load_model(model, **model_kwargs)
+        super().__init__(**{**fields, "model": model_name(loaded, model)})
+        self._model = loaded
+        check_options(loaded, self.iterative, self.rank_kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RerankPostprocessor"
+
+    @property
+    def cross_encoder(self) -> STCrossEncoder:
+        """The loaded cross-encoder."""
+        return self._model
+
+    def _postprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        query, texts = self._texts(nodes, query_bundle)
+        if not nodes:
+            return []
+        event_id = self._start(nodes, query_bundle)
+        ranked = rerank(self._model, query, texts, **self.rank_options())
+        return self._end(nodes, ranked, event_id)
+
+    async def _apostprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        query, texts = self._texts(nodes, query_bundle)
+        if not nodes:
+            return []
+        event_id = self._start(nodes, query_bundle)
+        ranked = await arerank(self._model, query, texts, **self.rank_options())
+        return self._end(nodes, ranked, event_id)
+
+    # -- framework objects to texts and back -------------------------------------------------------------------
+    def _texts(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> tuple[str, list[str]]:
+        if query_bundle is None:
+            raise ValueError("RerankPostprocessor needs the query: pass query_bundle= or query_str=.")
+        for index, item in enumerate(nodes):
+            if not isinstance(item, NodeWithScore):
+                raise TypeError(f"Node {index} is a {type(item).__name__}, not a NodeWithScore.")
+        texts = [item.node.get_content(metadata_mode=self.metadata_mode) for item in nodes]
+        check_texts(texts, "Node")
+        return query_bundle.query_str, texts
+
+    def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> str:
+        """Announce the reranking to the instrumentation dispatcher and to the legacy callback manager."""
+        top_n = self.top_n if self.top_n is not None else len(nodes)
+        dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_n, model_name=self.model))
+        return self.callback_manager.on_event_start(
+            CBEventType.RERANKING,
+            payload={
+                EventPayload.NODES: nodes,
+                EventPayload.MODEL_NAME: self.model,
+                EventPayload.QUERY_STR: query_bundle.query_str if query_bundle else None,
+                EventPayload.TOP_K: top_n,
+            },
+        )
+
+    def _end(self, nodes: list[NodeWithScore], ranked: list[tuple[int, float]], event_id: str) -> list[NodeWithScore]:
+        """Deep copies of the kept nodes, best first, with the reranker's score; then the end events."""
+        reranked = []
+        for index, score in ranked:
+            copy = nodes[index].model_copy(deep=True)
+            if self.keep_retrieval_score:
+                copy.node.metadata[RETRIEVAL_SCORE_KEY] = nodes[index].score
+                for excluded in (copy.node.excluded_embed_metadata_keys, copy.node.excluded_llm_metadata_keys):
+                    if RETRIEVAL_SCORE_KEY not in excluded:
+                        excluded.append(RETRIEVAL_SCORE_KEY)  # bookkeeping, not content for an LLM or embedder
+            copy.score = score
+            reranked.append(copy)
+        self.callback_manager.on_event_end(
+            CBEventType.RERANKING, payload={EventPayload.NODES: reranked}, event_id=event_id
+        )
+        dispatcher.event(ReRankEndEvent(nodes=reranked))
+        return reranked

@@ -1,0 +1,174 @@
+"""The shared adapter layer (``rerank_plugins.adapters``), and the cases the LangChain and LlamaIndex tests share.
+
+Each framework adapter must import with the other framework missing: checked in a subprocess whose import
+system refuses the other framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import DOCUMENTS
+
+from rerank_plugins import CrossEncoder
+from rerank_plugins.adapters import arerank, check_options, load_model, model_lock, rerank
+
+# Every family's tiny model, and ListConRanker's iterative inference too.
+CASES: list[tuple[str, bool]] = [
+    ("monot5", False),
+    ("sequence-classification", False),
+    ("sequence-classification-2", False),
+    ("query-likelihood", False),
+    ("listconranker", False),
+    ("listconranker", True),
+]
+CASE_IDS = [f"{kind}{'-iterative' if iterative else ''}" for kind, iterative in CASES]
+
+# 24 distinct texts, one empty: more than ListConRanker's 20, so that its iterative inference runs two rounds.
+CORPUS: list[str] = DOCUMENTS + [f"Fact {i}: {text}" for i, text in enumerate(DOCUMENTS * 2)]
+assert len(set(CORPUS)) == len(CORPUS) > 20
+
+
+def expected_ranking(model: Any, query: str, texts: list[str], iterative: bool = False) -> list[tuple[str, float]]:
+    """``(text, score)`` best first, straight from ``model.rank`` on the whole list: what the adapters must give."""
+    options = {"iterative": True} if iterative else {}
+    return [(texts[r["corpus_id"]], r["score"]) for r in model.rank(query, texts, **options)]
+
+
+def assert_same_ranking(got: list[tuple[str, float]], expected: list[tuple[str, float]]) -> None:
+    assert [text for text, _ in got] == [text for text, _ in expected]
+    assert [score for _, score in got] == pytest.approx([score for _, score in expected], abs=1e-6)
+    assert all(type(score) is float for _, score in got)
+
+
+def with_numpy_scores(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``model.rank`` return numpy scalars, as other cross-encoders may: the adapters must give floats."""
+    original = model.rank
+
+    def rank(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        return [
+            {"corpus_id": np.int64(r["corpus_id"]), "score": np.float32(r["score"])} for r in original(*args, **kwargs)
+        ]
+
+    monkeypatch.setattr(model, "rank", rank)
+
+
+# -- rerank_plugins.adapters --------------------------------------------------------------------------------------
+def test_rerank_is_rank_then_threshold_then_top_n(load_tiny: Callable[..., CrossEncoder]) -> None:
+    model = load_tiny("monot5")
+    query = "what is the capital of france"
+    full = [(r["corpus_id"], r["score"]) for r in model.rank(query, CORPUS)]
+    assert rerank(model, query, CORPUS) == full
+    threshold = full[6][1]
+    assert rerank(model, query, CORPUS, score_threshold=threshold) == [p for p in full if p[1] >= threshold]
+    assert rerank(model, query, CORPUS, score_threshold=threshold, top_n=3) == full[:3]
+    assert rerank(model, query, CORPUS, score_threshold=threshold, top_n=20) == full[:7]
+    assert rerank(model, query, CORPUS, score_threshold=full[0][1] + 1) == []
+    assert asyncio.run(arerank(model, query, CORPUS, top_n=2)) == full[:2]
+
+
+def test_rerank_of_nothing_calls_no_model(
+    load_tiny: Callable[..., CrossEncoder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = load_tiny("monot5")
+    monkeypatch.setattr(model, "rank", lambda *a, **k: pytest.fail("rank was called"))
+    assert rerank(model, "q", []) == []
+
+
+def test_rerank_returns_python_numbers(load_tiny: Callable[..., CrossEncoder], monkeypatch: pytest.MonkeyPatch) -> None:
+    model = load_tiny("monot5")
+    with_numpy_scores(model, monkeypatch)
+    ranked = rerank(model, "q", DOCUMENTS)
+    assert all(type(index) is int and type(score) is float for index, score in ranked)
+
+
+def test_options_are_checked(load_tiny: Callable[..., CrossEncoder]) -> None:
+    model = load_tiny("monot5")
+    with pytest.raises(ValueError, match="listwise"):
+        check_options(model, iterative=True, rank_kwargs={})
+    with pytest.raises(ValueError, match="top_k"):
+        check_options(model, iterative=False, rank_kwargs={"top_k": 2})
+    check_options(load_tiny("listconranker"), iterative=True, rank_kwargs={"show_progress_bar": False})
+    with pytest.raises(TypeError, match="query"):
+        rerank(model, None, ["a"])  # type: ignore[arg-type]
+
+
+def test_load_model(load_tiny: Callable[..., CrossEncoder], tiny_paths: dict[str, str]) -> None:
+    model = load_tiny("monot5")
+    assert load_model(model) is model
+    with pytest.raises(ValueError, match="device"):
+        load_model(model, device="cpu")
+    with pytest.raises(TypeError, match="top_k"):
+        load_model(tiny_paths["monot5"], top_k=3)
+    with pytest.raises(TypeError, match="model="):
+        load_model(3)  # type: ignore[arg-type]
+    assert model_lock(model) is model_lock(model)
+    assert model_lock(model) is not model_lock(load_tiny("listconranker"))
+
+
+def test_scoring_holds_the_model_lock(load_tiny: Callable[..., CrossEncoder], monkeypatch: pytest.MonkeyPatch) -> None:
+    model = load_tiny("monot5")
+    original, held = model.rank, []
+
+    def rank(*args: Any, **kwargs: Any) -> Any:
+        held.append(model_lock(model).locked())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "rank", rank)
+    rerank(model, "q", ["a", "b"])
+    asyncio.run(arerank(model, "q", ["a", "b"]))
+    assert held == [True, True]
+    assert not model_lock(model).locked()
+
+
+# -- each adapter imports without the other framework -------------------------------------------------------------
+BLOCK = """import importlib, sys
+
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"{name} is hidden for this test", name=name)
+        return None
+
+sys.meta_path.insert(0, Refuse())
+for blocked in BLOCKED:
+    try:
+        importlib.import_module(blocked)
+    except ModuleNotFoundError:
+        pass
+    else:
+        raise SystemExit(f"the block did not hide {blocked}")
+module = importlib.import_module(MODULE)
+getattr(module, CLASS)
+loaded = sorted({name.split(".")[0] for name in sys.modules} & set(BLOCKED))
+assert not loaded, loaded
+print("ok")
+"""
+
+
+ISOLATION = [
+    ("rerank_plugins.langchain", "RerankCompressor", ["llama_index", "llama_index_instrumentation"]),
+    ("rerank_plugins.llama_index", "RerankPostprocessor", ["langchain_core", "langchain_classic", "langchain"]),
+]
+
+
+def test_each_adapter_imports_without_the_other_framework() -> None:
+    processes = [  # both at once: each pays for importing torch and transformers
+        subprocess.Popen(
+            [sys.executable, "-c", f"MODULE, CLASS, BLOCKED = {module!r}, {cls!r}, {blocked!r}\n{BLOCK}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for module, cls, blocked in ISOLATION
+    ]
+    for (module, _, _), process in zip(ISOLATION, processes, strict=True):
+        stdout, stderr = process.communicate(timeout=180)
+        assert process.returncode == 0, f"{module}: {stderr[-2000:]}"
+        assert stdout.strip().endswith("ok")
