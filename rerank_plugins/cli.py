@@ -229,7 +229,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         results: dict[str, dict[str, Any]] = {}
         for path in args.runs:
             run = trec.read_run(path)
-            scores = trec.evaluate(qrels, run, args.metrics)
+            scores = trec.evaluate(qrels, run, args.metrics, run_queries_only=args.run_queries_only)
             judged = sum(1 for qid in run if qid in qrels)
             results[path] = {**scores, "judged_queries": judged}
             if judged == 0:
@@ -289,6 +289,11 @@ def _register_evaluate(commands: Any) -> None:
     parser.add_argument(
         "--metrics", nargs="+", default=list(DEFAULT_METRICS), metavar="M",
         help=f"ir-measures names, e.g. nDCG@10 'RR(rel=2)@10' R@1000 (default: {' '.join(DEFAULT_METRICS)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--run-queries-only", action="store_true",
+        help="average over the judged queries the run has (trec_eval without -c); by default a judged query "
+        "the run lacks counts as 0 (trec_eval -c)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=cmd_evaluate)

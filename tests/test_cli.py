@@ -96,3 +96,20 @@ def test_python_dash_m_help_lists_the_commands() -> None:
     )
     for command in ("rank", "rerank-run", "evaluate", "tiny-model"):
         assert command in result.stdout
+
+
+def test_demo_with_a_tiny_model_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    from rerank_plugins import demo
+
+    assert demo.main(["--tiny", "--queries", "2", "--depth", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "scores are meaningless" in out and "2 queries, BM25 top 3 re-ranked by a tiny random monoT5" in out
+    assert "nDCG@10  BM25 " in out
+
+
+def test_demo_with_an_unreachable_hub_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from rerank_plugins import demo
+
+    assert demo.main(["--model", "acme-labs/no-such-reranker", "--queries", "1"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--model PATH" in error and "--tiny" in error

@@ -35,11 +35,20 @@ def test_evaluate_command_table_and_json(capsys: pytest.CaptureFixture[str]) -> 
     assert report["runs"][str(BM25)]["nDCG@10"] == pytest.approx(0.5058, abs=5e-5)
 
 
-def test_a_subset_of_queries_is_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run = trec.read_run(BM25)
-    trec.write_run(tmp_path / "two.trec", {qid: run[qid] for qid in list(run)[:2]}, "bm25")
+def test_judged_queries_missing_from_a_run_count_as_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    qrels, run = trec.read_qrels(QRELS), trec.read_run(BM25)
+    two = {qid: run[qid] for qid in list(run)[:2]}
+    each = [trec.evaluate({qid: qrels[qid]}, two, ["nDCG@10"])["nDCG@10"] for qid in two]
+    assert trec.evaluate(qrels, two, ["nDCG@10"])["nDCG@10"] == pytest.approx(sum(each) / 43)  # trec_eval -c
+    only = trec.evaluate(qrels, two, ["nDCG@10"], run_queries_only=True)["nDCG@10"]
+    assert only == pytest.approx(sum(each) / 2)  # trec_eval without -c
+
+    trec.write_run(tmp_path / "two.trec", two, "bm25")
     assert main(["evaluate", "--qrels", str(QRELS), str(tmp_path / "two.trec"), "--metrics", "nDCG@10"]) == 0
-    assert capsys.readouterr().out.splitlines()[1].endswith(" 2/43")
+    assert capsys.readouterr().out.splitlines()[1].split()[1:] == [f"{sum(each) / 43:.4f}", "2/43"]
+    argv = ["evaluate", "--qrels", str(QRELS), str(tmp_path / "two.trec"), "--metrics", "nDCG@10", "--run-queries-only"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[1:] == [f"{only:.4f}", "2/43"]
 
 
 @pytest.mark.parametrize(
