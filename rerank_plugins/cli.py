@@ -148,7 +148,7 @@ def _ray_results(args: argparse.Namespace, jobs: list[Any], rank_kwargs: dict[st
     try:
         from rerank_plugins import ray as ray_engine
 
-        ray = ray_engine._ray()
+        ray = ray_engine.import_ray()
     except ImportError as error:
         raise CommandError(str(error)) from error
     model_kwargs = {"family": args.family, "preset": args.preset, **_model_kwargs(args)}
@@ -205,11 +205,19 @@ def cmd_rerank_run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             bar.close()
             print(
-                f"rerank-plugins: interrupted; {len(writer.done)} of {len(jobs)} queries are saved in "
-                f"{writer.partial}: run the same command with --resume to finish",
+                f"rerank-plugins: interrupted; {len(writer.done)} of {len(jobs)} queries are saved "
+                f"({writer.partial}): run the same command with --resume to finish",
                 file=sys.stderr,
             )
             return 130
+        except Exception:
+            bar.close()
+            print(
+                f"rerank-plugins: stopped by the error below; {len(writer.done)} of {len(jobs)} queries are saved "
+                f"({writer.partial}): once it is fixed, run the same command with --resume",
+                file=sys.stderr,
+            )
+            raise
         finally:
             bar.close()
             model_logger.removeFilter(held)

@@ -24,7 +24,8 @@ COLUMNS = ("qid", "docid", "query", "text")
 """The columns :func:`rerank_dataset` needs; others (e.g. ``position``) are passed through."""
 
 
-def _ray() -> Any:
+def import_ray() -> Any:
+    """The ``ray`` module with Ray Data, or an ImportError that says how to install it."""
     try:
         import ray
         import ray.data  # the Data library is an extra of ray
@@ -128,7 +129,7 @@ def rerank_dataset(
 
     Nothing runs until the result is consumed (Ray Data is lazy); rows come back in no particular order.
     """
-    ray = _ray()
+    ray = import_ray()
     missing = [column for column in COLUMNS if column not in ds.columns()]
     if missing:
         raise ValueError(f"the dataset lacks the column(s) {', '.join(missing)}; it needs {', '.join(COLUMNS)}")
@@ -173,7 +174,7 @@ def rerank_jobs(
     Rows stream back from the actors in any order; a query is yielded once all its rows have come back, ordered
     exactly as the local path orders it, so that ``rerank-run --engine ray`` can save and resume query by query.
     """
-    ray = _ray()
+    ray = import_ray()
     by_qid = {job.qid: job for job in jobs}
     rows = [
         {"qid": job.qid, "docid": docid, "query": job.query, "text": text, "position": position}

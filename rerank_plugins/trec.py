@@ -344,6 +344,8 @@ class RunWriter:
         self.expected = dict(expected)
         self.done: Run = {}
         self.resumed = 0
+        if not self.path.parent.is_dir():
+            raise InputError(f"{self.path.parent}: no such directory for the output")
         if not resume:
             if self.partial.exists():
                 raise InputError(
@@ -396,9 +398,9 @@ class RunWriter:
 
     def finish(self, order: Sequence[str] = ()) -> None:
         """Write ``OUT`` atomically, queries of ``order`` first and in that order, then remove the partial file."""
-        first = [qid for qid in order if qid in self.done]
-        rest = [qid for qid in self.done if qid not in set(first)]
-        write_run(self.path, {qid: self.done[qid] for qid in first + rest}, self.tag)
+        first = {qid: self.done[qid] for qid in order if qid in self.done}
+        rest = {qid: ranking for qid, ranking in self.done.items() if qid not in first}
+        write_run(self.path, first | rest, self.tag)
         self.partial.unlink(missing_ok=True)
 
 

@@ -298,3 +298,24 @@ def test_resume_after_an_interruption_loses_nothing(
     scored.clear()  # resuming a finished run scores nothing and rewrites the same file
     assert main([*common, "--output", str(output), "--resume"]) == 0
     assert scored == [] and output.read_bytes() == reference.read_bytes()
+
+
+def test_an_error_mid_run_keeps_the_finished_queries(
+    tmp_path: Path, tiny_paths: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real_score_query = trec.score_query
+    calls: list[str] = []
+
+    def failing(*args: object, **kwargs: object) -> list[float]:
+        calls.append("x")
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory")
+        return real_score_query(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trec, "score_query", failing)
+    output = tmp_path / "out.trec"
+    argv = ["rerank-run", "--model", tiny_paths["sequence-classification"], "--run", str(SAMPLE), "--quiet"]
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        main([*argv, "--depth", "4", "--output", str(output)])
+    assert "1 of 3 queries are saved" in capsys.readouterr().err and not output.exists()
+    assert len((tmp_path / "out.trec.partial").read_text().splitlines()) == 4
