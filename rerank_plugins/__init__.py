@@ -4,9 +4,25 @@
 LlamaIndex adapters (`rerank_plugins.langchain`, `rerank_plugins.llama_index`) sit on top of it.
 """
 
-from rerank_plugins.cross_encoder import CrossEncoder
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from rerank_plugins.registry import FAMILIES, REGISTRY, RegistryEntry
 
 __version__ = "0.1.0"
 
 __all__ = ["FAMILIES", "REGISTRY", "CrossEncoder", "RegistryEntry", "__version__"]
+
+if TYPE_CHECKING:
+    from rerank_plugins.cross_encoder import CrossEncoder
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: torch and sentence-transformers take seconds to import, and commands such as
+    # `rerank-plugins evaluate` never need them.
+    if name == "CrossEncoder":
+        from rerank_plugins.cross_encoder import CrossEncoder
+
+        return CrossEncoder
+    raise AttributeError(f"module 'rerank_plugins' has no attribute {name!r}")

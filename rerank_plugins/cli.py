@@ -57,9 +57,30 @@ def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
+def _rank_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``rank`` options from the flags: ``iterative`` and the long-document ``window``."""
+    from rerank_plugins.windows import Window
+
+    options: dict[str, Any] = {"iterative": True} if args.iterative else {}
+    if args.window_size:
+        try:
+            options["window"] = Window(size=args.window_size, stride=args.window_stride, aggregate=args.aggregate)
+        except ValueError as error:
+            raise CommandError(str(error)) from error
+    return options
+
+
+def _add_window_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window-size", type=int, help="score long documents in windows of this many tokens")
+    parser.add_argument("--window-stride", type=int, help="tokens between window starts (default: half the size)")
+    parser.add_argument(
+        "--aggregate", choices=("max", "first", "mean"), default="max", help="window scores -> document score"
+    )
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.family, args.preset, **_model_kwargs(args))
-    options: dict[str, Any] = {"iterative": True} if args.iterative else {}
+    options = _rank_options(args)
     results = model.rank(args.query, args.documents, top_k=args.top_k, batch_size=args.batch_size, **options)
     if args.json:
         rows = [
@@ -191,7 +212,7 @@ def cmd_rerank_run(args: argparse.Namespace) -> int:
         raise CommandError(f"{error.filename}: {error.strerror}") from error
     todo = [job for job in jobs if job.qid not in writer.done]
     if todo:
-        rank_kwargs: dict[str, Any] = {"iterative": True} if args.iterative else {}
+        rank_kwargs = _rank_options(args)
         engine = _ray_results if args.engine == "ray" else _local_results
         results = engine(args, todo, rank_kwargs)
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="query", desc="rerank-run", disable=args.quiet)
@@ -280,6 +301,7 @@ def _register_rerank_run(commands: Any) -> None:
     parser.add_argument("--resume", action="store_true", help="keep the queries already in OUT / OUT.partial")
     parser.add_argument("--skip-missing", action="store_true", help="warn about ids without text instead of failing")
     parser.add_argument("--iterative", action="store_true", help="ListConRanker's iterative inference")
+    _add_window_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--engine", choices=("local", "ray"), default="local", help="where to score (default: local)")
     parser.add_argument("--concurrency", type=int, default=1, help="ray: model actors (default: 1)")
@@ -321,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("documents", nargs="+", metavar="DOC")
     rank.add_argument("--top-k", type=int)
     rank.add_argument("--iterative", action="store_true", help="ListConRanker's iterative inference")
+    _add_window_arguments(rank)
     rank.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rank.set_defaults(handler=cmd_rank)
 

@@ -59,15 +59,24 @@ def is_listwise(model_name_or_path: str, model_kwargs: Mapping[str, Any] | None 
 class PairScorer:
     """A Ray Data actor for pointwise models: scores a batch of rows pair by pair with its own model."""
 
-    def __init__(self, model_name_or_path: str, model_kwargs: Mapping[str, Any], batch_size: int) -> None:
+    def __init__(
+        self,
+        model_name_or_path: str,
+        model_kwargs: Mapping[str, Any],
+        batch_size: int,
+        rank_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
         from rerank_plugins import CrossEncoder
 
         self.model = CrossEncoder(model_name_or_path, **dict(model_kwargs))
         self.batch_size = batch_size
+        self.rank_kwargs = dict(rank_kwargs or {})  # pointwise: only window=, passed to predict
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pairs = [(str(query), str(text)) for query, text in zip(batch["query"], batch["text"], strict=True)]
-        scores = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True)
+        scores = self.model.predict(
+            pairs, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True, **self.rank_kwargs
+        )
         return {**batch, "score": np.asarray(scores, dtype=np.float64).reshape(-1)}
 
 
@@ -77,16 +86,6 @@ class ListScorer(PairScorer):
     Rows are put back in ``position`` order (when that column exists) so that the list is the one the local
     path scores.
     """
-
-    def __init__(
-        self,
-        model_name_or_path: str,
-        model_kwargs: Mapping[str, Any],
-        batch_size: int,
-        rank_kwargs: Mapping[str, Any],
-    ) -> None:
-        super().__init__(model_name_or_path, model_kwargs, batch_size)
-        self.rank_kwargs = dict(rank_kwargs)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if "position" in batch:
@@ -124,7 +123,8 @@ def rerank_dataset(
         num_gpus: GPUs reserved per actor (e.g. 1; a fraction packs several actors on one GPU).
         num_cpus: CPUs reserved per actor (Ray's default when None).
         listwise: whether to score whole queries together; None detects it (see :func:`is_listwise`).
-        rank_kwargs: ``CrossEncoder.rank`` options for listwise models, e.g. ``{"iterative": True}``.
+        rank_kwargs: ``CrossEncoder.rank`` options: ``{"window": Window(...)}`` for any model, and e.g.
+            ``{"iterative": True}`` for listwise models.
         num_partitions: listwise only: partitions of the shuffle that groups rows by qid (Ray's default if None).
 
     Nothing runs until the result is consumed (Ray Data is lazy); rows come back in no particular order.
@@ -136,8 +136,8 @@ def rerank_dataset(
     kwargs = dict(model_kwargs or {})
     if listwise is None:
         listwise = is_listwise(model_name_or_path, kwargs)
-    if rank_kwargs and not listwise:
-        raise ValueError(f"rank options {sorted(rank_kwargs)} apply to listwise models only")
+    if not listwise and set(rank_kwargs or {}) - {"window"}:
+        raise ValueError(f"rank options {sorted(set(rank_kwargs or {}) - {'window'})} apply to listwise models only")
     size = (concurrency, concurrency) if isinstance(concurrency, int) else concurrency
     options: dict[str, Any] = {
         "compute": ray.data.ActorPoolStrategy(min_size=size[0], max_size=size[1]),
@@ -153,7 +153,10 @@ def rerank_dataset(
             **options,
         )
     return ds.map_batches(
-        PairScorer, batch_size=batch_size, fn_constructor_args=(model_name_or_path, kwargs, batch_size), **options
+        PairScorer,
+        batch_size=batch_size,
+        fn_constructor_args=(model_name_or_path, kwargs, batch_size, dict(rank_kwargs or {})),
+        **options,
     )
 
 

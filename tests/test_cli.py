@@ -113,3 +113,18 @@ def test_demo_with_an_unreachable_hub_is_one_line(capsys: pytest.CaptureFixture[
     assert demo.main(["--model", "acme-labs/no-such-reranker", "--queries", "1"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "--model PATH" in error and "--tiny" in error
+
+
+def test_rank_with_windows_scores_long_documents_in_windows(
+    tiny_paths: dict[str, str], load_tiny: Callable, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rerank_plugins.windows import Window
+
+    long = " ".join(DOCS * 30)
+    argv = ["rank", "--model", tiny_paths["monot5"], "--query", "capital of france", "--json"]
+    assert main([*argv, "--window-size", "24", "--window-stride", "12", "--aggregate", "mean", long, DOCS[0]]) == 0
+    got = {row["index"]: row["score"] for row in json.loads(capsys.readouterr().out)["results"]}
+    expected = load_tiny("monot5").rank("capital of france", [long, DOCS[0]], window=Window(24, 12, "mean"))
+    assert got == {r["corpus_id"]: pytest.approx(r["score"], abs=1e-6) for r in expected}
+    assert main([*argv, "--window-size", "24", "--window-stride", "30", long]) == 2
+    assert "stride" in capsys.readouterr().err
