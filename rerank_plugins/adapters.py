@@ -2,10 +2,9 @@
 
 The adapters only turn framework objects into texts and back; everything about scoring happens here, once,
 so that both frameworks rank exactly as ``CrossEncoder.rank`` does. A listwise model's scores depend on the
-whole candidate list, so each query's candidates go to ``rank`` in one call. Torch models are not safe to call
-from several threads at once (ListConRanker, for one, sets a batch size on its module while it scores), so
-every call on one model holds that model's lock; async callers wait for it in a worker thread, never on the
-event loop.
+whole candidate list, so each query's candidates go to ``rank`` in one call. Calls on one model are serialised by
+that model's lock (concurrent forwards on one CPU model only fight over the same cores, and a user's module may
+keep per-call state); async callers wait for it in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations

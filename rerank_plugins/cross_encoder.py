@@ -364,19 +364,13 @@ class CrossEncoder(STCrossEncoder):
         for index, (query, _) in enumerate(inputs):
             lists.setdefault(query, []).append(index)
         scores = torch.empty(len(inputs), dtype=torch.float32, device=device)
-        module = self[0]
-        assert isinstance(module, ListConRankerScore)
-        previous = module.encode_batch_size
-        module.encode_batch_size = batch_size
-        try:
-            for members in tqdm(lists.values(), desc="Lists", disable=not show_progress_bar):
-                features = batch_to_device(self.preprocess([inputs[i] for i in members]), device)
-                list_scores = self(features)["scores"].float()
-                if activation_fn is not None:
-                    list_scores = activation_fn(list_scores)
-                scores[torch.tensor(members, device=device)] = list_scores.reshape(-1)
-        finally:
-            module.encode_batch_size = previous
+        for members in tqdm(lists.values(), desc="Lists", disable=not show_progress_bar):
+            features = batch_to_device(self.preprocess([inputs[i] for i in members]), device)
+            features["encode_batch_size"] = batch_size  # per call: the module itself is never mutated
+            list_scores = self(features)["scores"].float()
+            if activation_fn is not None:
+                list_scores = activation_fn(list_scores)
+            scores[torch.tensor(members, device=device)] = list_scores.reshape(-1)
         return scores
 
     def rank(  # type: ignore[override]

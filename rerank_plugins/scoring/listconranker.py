@@ -138,13 +138,13 @@ class ListConRankerScore(ScoringModule):
             "num_queries": len(queries),
         }
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``linear_in_embedding(mean_pool(BERT(text)))`` per row, in chunks sorted by length."""
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk_size: int) -> torch.Tensor:
+        """``linear_in_embedding(mean_pool(BERT(text)))`` per row, in chunks of ``chunk_size`` sorted by length."""
         lengths = attention_mask.sum(dim=1)
         order = torch.argsort(lengths, descending=True)
         features: torch.Tensor | None = None
-        for start in range(0, len(order), self.encode_batch_size):
-            rows = order[start : start + self.encode_batch_size]
+        for start in range(0, len(order), chunk_size):
+            rows = order[start : start + chunk_size]
             width = int(lengths[rows].max())  # drop pad columns this chunk does not need
             ids, mask = input_ids[rows, :width], attention_mask[rows, :width]
             hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -158,7 +158,9 @@ class ListConRankerScore(ScoringModule):
         return features
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        encoded = self.encode(features["input_ids"], features["attention_mask"])
+        # CrossEncoder.predict passes its batch_size here: a list is whole, the encoder's chunks are batch-sized.
+        chunk_size = features.get("encode_batch_size", self.encode_batch_size)
+        encoded = self.encode(features["input_ids"], features["attention_mask"], chunk_size)
         num_queries, list_ids = features["num_queries"], features["list_ids"]
         query_rows, document_rows = encoded[:num_queries], encoded[num_queries:]
         scores = torch.empty(len(list_ids), dtype=torch.float32, device=encoded.device)
