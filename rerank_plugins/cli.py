@@ -1,9 +1,11 @@
 """The ``rerank-plugins`` command (also ``python -m rerank_plugins``).
 
+```text
 rerank-plugins rank --model M --query Q DOC [DOC ...] [--json]
 rerank-plugins rerank-run --model M --run IN [--topics T --corpus C] --output OUT [--depth N] [--resume]
 rerank-plugins evaluate --qrels Q RUN [RUN ...] [--metrics M ...] [--json]
 rerank-plugins tiny-model --family F DIR
+```
 """
 
 from __future__ import annotations

@@ -102,6 +102,9 @@ class CrossEncoder(STCrossEncoder):
         family: force a scoring family (``"monot5"``, ``"sequence-classification"``, ``"query-likelihood"``,
             ``"listconranker"``).
         preset: a registry id whose settings to apply, e.g. to a local copy of ``"unicamp-dl/InRanker-base"``.
+        family_options: options of the family's scoring module, over the registry's: e.g.
+            ``{"true_token": "▁yes", "false_token": "▁no"}`` for an mT5 monoT5, ``{"template": ...}``,
+            ``{"truncation": "only_second"}`` for a sequence classifier.
         score_cache: opt-in: a :class:`~rerank_plugins.cache.ScoreCache` (may be shared between models) or a
             maximum number of entries; repeated pairs are then not scored again. Off by default.
         **kwargs: every ``sentence_transformers.CrossEncoder`` argument (``device``, ``max_length``,
@@ -119,6 +122,7 @@ class CrossEncoder(STCrossEncoder):
     _registry_entry: RegistryEntry | None
     _requested_family: str | None
     _source: str | None
+    _family_options: dict[str, Any]
     _truncated_pairs: int
     score_cache: ScoreCache | None
 
@@ -128,6 +132,7 @@ class CrossEncoder(STCrossEncoder):
         *,
         family: str | None = None,
         preset: str | None = None,
+        family_options: dict[str, Any] | None = None,
         score_cache: ScoreCache | int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -148,6 +153,7 @@ class CrossEncoder(STCrossEncoder):
         object.__setattr__(self, "_requested_family", family or (entry.family if entry else None))
         object.__setattr__(self, "_truncated_pairs", 0)
         object.__setattr__(self, "_source", model_name_or_path)
+        object.__setattr__(self, "_family_options", {**(entry.options if entry else {}), **(family_options or {})})
         super().__init__(model_name_or_path, **kwargs)
         self.score_cache = ScoreCache(score_cache) if isinstance(score_cache, int) else score_cache
         margin = [f"{name}.linear" for name, module in self.named_children() if _is_label_margin(module)]
@@ -193,11 +199,12 @@ class CrossEncoder(STCrossEncoder):
         }
         family = self._requested_family or detect_family(model_name_or_path, hub)
         entry: RegistryEntry | None = self._registry_entry
+        options = dict(self._family_options)
         tokenizer = self._fallback_tokenizer(model_name_or_path, entry, hub)
         if family in SCORING_MODULES:
             module = SCORING_MODULES[family](
                 model_name_or_path,
-                **(entry.options if entry else {}),
+                **options,
                 tokenizer_name_or_path=tokenizer,
                 model_kwargs=model_kwargs,
                 processor_kwargs=processor_kwargs,
@@ -212,7 +219,9 @@ class CrossEncoder(STCrossEncoder):
             )  # fmt: skip
         shared = {"token": token, "revision": revision, "local_files_only": local_files_only,
                   "trust_remote_code": trust_remote_code}  # fmt: skip
-        truncation = (entry.options if entry else {}).get("truncation")
+        truncation = options.pop("truncation", None)
+        if options:
+            raise ValueError(f"Unknown family_options {sorted(options)} for sequence classification: use 'truncation'.")
         transformer = Transformer(
             model_name_or_path,
             transformer_task="sequence-classification",

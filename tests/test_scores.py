@@ -44,16 +44,18 @@ def test_monot5_equals_inranker_package(tiny_paths, load_tiny):
 
 
 def test_monot5_configurable_pieces(tiny_paths, pairs):
-    from rerank_plugins.scoring import MonoT5Score
-
-    module = MonoT5Score(tiny_paths["monot5"], true_token="▁yes", false_token="▁no")
-    model = CrossEncoder(modules=[module], device="cpu")
+    model = CrossEncoder(
+        tiny_paths["monot5"], family_options={"true_token": "▁yes", "false_token": "▁no"}, device="cpu"
+    )
+    module = model[0]
     vocab = module.tokenizer.get_vocab()
     assert module.token_ids.tolist() == [vocab["▁no"], vocab["▁yes"]]
     default = CrossEncoder(tiny_paths["monot5"], device="cpu")
     assert not np.allclose(model.predict(pairs), default.predict(pairs))
     with pytest.raises(ValueError, match="▁maybe"):
-        MonoT5Score(tiny_paths["monot5"], true_token="▁maybe")
+        CrossEncoder(tiny_paths["monot5"], family_options={"true_token": "▁maybe"}, device="cpu")
+    with pytest.raises(ValueError, match="Unknown family_options"):
+        CrossEncoder(tiny_paths["deberta"], family="sequence-classification", family_options={"template": "x"})
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,8 @@ class MonoT5Score(ScoringModule):
         if missing:
             raise ValueError(
                 f"The tokenizer of {model_name_or_path!r} has no piece {missing[0]!r}; monoT5 reads the "
-                f"pieces {false_token!r}/{true_token!r}. Pass true_token=/false_token= (e.g. '▁yes'/'▁no')."
+                f"pieces {false_token!r}/{true_token!r}. Pass family_options={{'true_token': ..., "
+                "'false_token': ...}} (e.g. '▁yes'/'▁no' for mT5)."
             )
         # Row order [false, true], as the authors index the logits.
         self.register_buffer(
