@@ -18,13 +18,17 @@ CPU_CHUNK_OVERHEAD = 64
 
 
 def length_chunks(
-    attention_mask: torch.Tensor, *, max_tokens: int | None = None, overhead: float | None = None
+    attention_mask: torch.Tensor,
+    *,
+    max_tokens: int | None = None,
+    max_rows: int | None = None,
+    overhead: float | None = None,
 ) -> list[tuple[torch.Tensor, int]]:
     """Split a batch into ``(row indices, width)`` chunks that minimise padded slots + ``overhead`` per chunk.
 
     Rows are taken longest first; a chunk is a run of consecutive rows of that order, trimmed to ``width`` columns
     (the last column any of its rows attends to, so both right and left padding are safe). ``max_tokens`` caps
-    ``rows x width`` of a chunk (a single row is always allowed). ``overhead`` defaults to
+    ``rows x width`` of a chunk (a single row is always allowed), ``max_rows`` its rows. ``overhead`` defaults to
     :data:`CPU_CHUNK_OVERHEAD` on a CPU and to "never split for padding alone" elsewhere.
     """
     if overhead is None:
@@ -39,7 +43,8 @@ def length_chunks(
         width = 0
         for i in range(j - 1, -1, -1):
             width = max(width, widths[i])
-            if max_tokens is not None and j - i > 1 and (j - i) * width > max_tokens:
+            too_wide = max_tokens is not None and j - i > 1 and (j - i) * width > max_tokens
+            if too_wide or (max_rows is not None and j - i > max_rows):
                 break  # longer runs only grow
             cost = best[i] + (j - i) * width + overhead
             if cost < best[j]:

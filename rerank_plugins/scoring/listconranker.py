@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from transformers import AutoModel
 
 from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
+from rerank_plugins.scoring.batching import length_chunks
 
 LINEAR_IN_FILE = "linear_in_embedding"
 LIST_TRANSFORMER_FILE = "list_transformer"
@@ -72,13 +73,40 @@ class ListTransformer(nn.Module):
         tags = torch.zeros(1, n + 1, dtype=torch.long, device=features.device)
         tags[0, 0] = 1
         rows = self.query_embedding(features.unsqueeze(0), tags)
-        # ListAttention: True = may NOT attend. The query row sees only itself; passages see every row.
-        blocked = torch.zeros(n + 1, n + 1, dtype=torch.bool, device=features.device)
-        blocked[0, 1:] = True
-        out = self.list_transformer(rows, mask=blocked)[0]  # (1 + n, dim)
+        if self.training:  # PyTorch's own layers (dropout included), with ListAttention as a mask
+            # True = may NOT attend. The query row sees only itself; passages see every row.
+            blocked = torch.zeros(n + 1, n + 1, dtype=torch.bool, device=features.device)
+            blocked[0, 1:] = True
+            out = self.list_transformer(rows, mask=blocked)[0]  # (1 + n, dim)
+        else:
+            out = rows[0]
+            for layer in self.list_transformer.layers:
+                out = list_attention_layer(layer, out)
         after = torch.cat([out[:1].expand(n, -1), out[1:]], dim=1)
         joined = torch.cat([F.relu(self.linear_score2(before)), F.relu(self.linear_score3(after))], dim=1)
         return self.linear_score1(joined).squeeze(-1)  # (n,) logits; sigmoid gives the authors' score
+
+
+def list_attention_layer(layer: nn.TransformerEncoderLayer, rows: torch.Tensor) -> torch.Tensor:
+    """One post-norm ``TransformerEncoderLayer`` (eval mode) over one list's rows ``(1 + n, dim)``, ListAttention.
+
+    The query row attends only to itself, so its attention output is exactly its own value vector; the passages
+    attend to every row, which needs no mask. Written this way, attention runs through
+    ``scaled_dot_product_attention`` (a flash kernel on CPU) and never holds the ``heads x (1 + n)^2`` weights
+    that a masked ``nn.MultiheadAttention`` does: memory grows linearly with the list (1,000 passages included).
+    """
+    attention = layer.self_attn
+    width, dim = rows.shape
+    heads = attention.num_heads
+    query, key, value = F.linear(rows, attention.in_proj_weight, attention.in_proj_bias).chunk(3, dim=-1)
+
+    def split(tensor: torch.Tensor) -> torch.Tensor:  # (rows, dim) -> (heads, rows, dim / heads)
+        return tensor.reshape(tensor.shape[0], heads, dim // heads).transpose(0, 1)
+
+    passages = F.scaled_dot_product_attention(split(query[1:]), split(key), split(value))
+    mixed = torch.cat([value[:1], passages.transpose(0, 1).reshape(width - 1, dim)])
+    hidden = layer.norm1(rows + attention.out_proj(mixed))
+    return layer.norm2(hidden + layer.linear2(layer.activation(layer.linear1(hidden))))
 
 
 class ListConRankerScore(ScoringModule):
@@ -139,20 +167,17 @@ class ListConRankerScore(ScoringModule):
         }
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk_size: int) -> torch.Tensor:
-        """``linear_in_embedding(mean_pool(BERT(text)))`` per row, in chunks of ``chunk_size`` sorted by length."""
-        lengths = attention_mask.sum(dim=1)
-        order = torch.argsort(lengths, descending=True)
+        """``linear_in_embedding(mean_pool(BERT(text)))`` per row, in length-sorted chunks of at most ``chunk_size``
+        rows, each trimmed to its longest row (``batching.length_chunks``: fewer pad tokens than fixed chunks)."""
         features: torch.Tensor | None = None
-        for start in range(0, len(order), chunk_size):
-            rows = order[start : start + chunk_size]
-            width = int(lengths[rows].max())  # drop pad columns this chunk does not need
+        for rows, width in length_chunks(attention_mask, max_rows=chunk_size):
             ids, mask = input_ids[rows, :width], attention_mask[rows, :width]
             hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1)  # mean over real tokens, [CLS]/[SEP] too
             chunk = self.linear_in_embedding(pooled)
             if features is None:
-                features = chunk.new_empty(len(order), chunk.shape[1])
+                features = chunk.new_empty(input_ids.shape[0], chunk.shape[1])
             features[rows] = chunk
         assert features is not None
         return features

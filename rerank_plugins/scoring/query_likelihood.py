@@ -3,7 +3,8 @@
 The RankingGPT card scores ``context = "Document: {doc} Query:"`` and ``cont = query`` (each tokenized
 without special tokens), feeds ``context + cont[:-1]`` and averages ``log p(cont[i])``. The authors compute
 full-vocabulary logits at every position (``batch x length x 250,880`` for BLOOM); here the LM head runs
-only at the positions that predict a query token, so memory grows with the query, not with the document.
+only at the positions that predict a query token, and over the vocabulary in blocks (a running logsumexp), so no
+``length x vocab`` tensor exists; the body runs in length-homogeneous chunks of at most ``max_chunk_tokens``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch.nn import functional as F
 from transformers import AutoModelForCausalLM
 
 from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
+from rerank_plugins.scoring.batching import length_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,10 @@ class QueryLikelihoodScore(ScoringModule):
     """
 
     family: ClassVar[str] = "query-likelihood"
+    max_chunk_tokens: ClassVar[int] = 2048
+    """Tokens per forward of the body: bounds its activations (rows x length x hidden) whatever the batch size."""
+    head_block_elements: ClassVar[int] = 2**22
+    """Logits the LM head holds at once (4M fp32 = 16 MiB): the vocabulary-wide softmax is taken in blocks."""
     auto_class: ClassVar[Any] = AutoModelForCausalLM
     config_keys: list[str] = ["template", "pad_token_attr"]
 
@@ -107,15 +113,43 @@ class QueryLikelihoodScore(ScoringModule):
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         body = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.base_model
-        hidden = body(
-            input_ids=features["input_ids"], attention_mask=features["attention_mask"], use_cache=False
-        ).last_hidden_state  # (batch, length, hidden): no vocabulary-wide tensor anywhere
-        positions = features["query_positions"]
-        at_query = hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (batch, q, hidden)
-        logits = self.model.get_output_embeddings()(at_query).float()  # (batch, q, vocab): only q positions
-        log_probs = F.log_softmax(logits, dim=-1).gather(-1, features["query_ids"].unsqueeze(-1)).squeeze(-1)
-        mask = features["query_mask"]
-        total = (log_probs * mask).sum(dim=1)
-        count = mask.sum(dim=1).clamp(min=1)
-        features["scores"] = fp32_scores(total / count)
+        input_ids, attention_mask = features["input_ids"], features["attention_mask"]
+        query_mask = features["query_mask"]
+        totals = torch.zeros(query_mask.shape, dtype=torch.float32, device=input_ids.device)
+        # Rows of similar length together, each chunk trimmed to its longest row and capped at max_chunk_tokens.
+        for rows, width in length_chunks(attention_mask, max_tokens=self.max_chunk_tokens):
+            hidden = body(
+                input_ids=input_ids[rows, :width], attention_mask=attention_mask[rows, :width], use_cache=False
+            ).last_hidden_state  # (rows, width, hidden): no vocabulary-wide tensor anywhere
+            positions = features["query_positions"][rows]
+            at_query = hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (rows, q, hidden)
+            totals[rows] = self.query_log_probs(at_query, features["query_ids"][rows]) * query_mask[rows]
+        count = query_mask.sum(dim=1).clamp(min=1)
+        features["scores"] = fp32_scores(totals.sum(dim=1) / count)
         return features
+
+    def query_log_probs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``log_softmax(lm_head(hidden))[target]`` at each ``(row, query position)``, in fp32.
+
+        When the ``(rows, q, vocab)`` logits fit in ``head_block_elements`` the LM head runs once; otherwise the
+        vocabulary is taken in blocks with a running logsumexp: the same log-probabilities as one full-width
+        log-softmax, in memory that grows with neither the batch nor the vocabulary (BLOOM's 250,880 rows).
+        """
+        head = self.model.get_output_embeddings()
+        vocab = head.weight.shape[0]
+        if targets.numel() * vocab <= self.head_block_elements:
+            logits = head(hidden).float()
+            return F.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        flat, flat_targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
+        weight, bias = head.weight, getattr(head, "bias", None)
+        log_total = torch.full(flat_targets.shape, -torch.inf, dtype=torch.float32, device=hidden.device)
+        target_logits = torch.zeros(flat_targets.shape, dtype=torch.float32, device=hidden.device)
+        block = max(1, self.head_block_elements // flat.shape[0])
+        for start in range(0, vocab, block):
+            stop = min(start + block, vocab)
+            logits = F.linear(flat, weight[start:stop], None if bias is None else bias[start:stop]).float()
+            log_total = torch.logaddexp(log_total, logits.logsumexp(dim=-1))
+            in_block = (flat_targets >= start) & (flat_targets < stop)
+            picked = logits.gather(1, (flat_targets - start).clamp(0, stop - start - 1).unsqueeze(1)).squeeze(1)
+            target_logits = torch.where(in_block, picked, target_logits)
+        return (target_logits - log_total).reshape(targets.shape)

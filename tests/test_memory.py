@@ -1,0 +1,141 @@
+"""Bounded memory on long lists: what each forward sees is bounded by the batch, never by the list.
+
+No timings and no memory readings here (those are ``python -m benchmarks.run --long-list``): these tests assert
+the structure that bounds memory, with forward hooks counting what reaches the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from rerank_plugins.scoring import batching
+from rerank_plugins.scoring.batching import length_chunks
+
+QUERY = "how do vaccines work"
+WORDS = [
+    "vaccines", "train", "the", "immune", "system", "to", "recognise", "a", "pathogen",
+    "and", "the", "stock", "market", "fell", "sharply", "on", "monday",
+]  # fmt: skip
+
+
+def documents(count: int) -> list[str]:
+    """``count`` distinct documents of varied lengths (3 to 40 words)."""
+    rng = np.random.default_rng(0)
+    return [f"{i} " + " ".join(rng.choice(WORDS, size=int(rng.integers(3, 40)))) for i in range(count)]
+
+
+class RowCounter:
+    """A forward pre-hook that records ``(rows, width)`` of every ``input_ids`` a module receives."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.shapes: list[tuple[int, int]] = []
+        self.handle = module.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.shapes.append(tuple(ids.shape))
+
+    def __enter__(self) -> RowCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.remove()
+
+
+def test_length_chunks_cover_every_row_once_with_its_tokens():
+    mask = torch.zeros(9, 20, dtype=torch.long)
+    for row, length in enumerate([20, 3, 7, 19, 4, 4, 12, 1, 18]):
+        mask[row, :length] = 1
+    chunks = length_chunks(mask, overhead=4)
+    rows = torch.cat([r for r, _ in chunks]).sort().values
+    assert rows.tolist() == list(range(9))
+    for chunk, width in chunks:
+        assert width == int(mask[chunk].sum(dim=1).max())  # trimmed to its own longest row
+    assert len(chunks) > 1  # lengths 1..20 are worth splitting at 4 slots per chunk
+
+
+def test_length_chunks_respect_max_tokens_and_keep_one_chunk_when_splitting_costs_more():
+    mask = torch.ones(10, 50, dtype=torch.long)
+    assert all(len(r) * w <= 120 for r, w in length_chunks(mask, max_tokens=120))
+    assert len(length_chunks(mask, overhead=1e9)) == 1
+    lonely = torch.ones(1, 50, dtype=torch.long)
+    assert [(len(r), w) for r, w in length_chunks(lonely, max_tokens=10)] == [(1, 50)]  # one row always allowed
+
+
+def test_length_chunks_keep_left_padded_rows_whole():
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1], [0, 1, 1, 1]])
+    for _, width in length_chunks(mask, overhead=0):
+        assert width == 4  # the last attended column, not the length: left padding is never cut off
+
+
+def test_listconranker_encoder_sees_at_most_batch_size_texts(load_tiny):
+    model = load_tiny("listconranker")
+    docs = documents(200)
+    with RowCounter(model[0].model) as counter:
+        model.predict([(QUERY, d) for d in docs], batch_size=16)
+    assert max(rows for rows, _ in counter.shapes) <= 16
+    assert sum(rows for rows, _ in counter.shapes) == len(docs) + 1  # the query once, every document once
+
+
+def test_monot5_encoder_sees_at_most_batch_size_rows(load_tiny):
+    model = load_tiny("monot5")
+    docs = documents(120)
+    with RowCounter(model[0].model.get_encoder()) as counter:
+        model.predict([(QUERY, d) for d in docs], batch_size=16)
+    assert max(rows for rows, _ in counter.shapes) <= 16
+    assert sum(rows for rows, _ in counter.shapes) == len(docs)
+
+
+def test_monot5_chunks_give_the_scores_of_the_whole_batch(load_tiny, monkeypatch):
+    model = load_tiny("monot5")
+    pairs = [(QUERY, d) for d in documents(40)]
+    chunked = model.predict(pairs, batch_size=40)
+    monkeypatch.setattr(batching, "CPU_CHUNK_OVERHEAD", 1e12)  # never split: one padded batch
+    whole = model.predict(pairs, batch_size=40)
+    np.testing.assert_allclose(chunked, whole, atol=1e-6, rtol=0)
+
+
+def test_query_likelihood_body_chunks_are_capped_in_tokens(load_tiny, monkeypatch):
+    model = load_tiny("query-likelihood")
+    module = model[0]
+    monkeypatch.setattr(type(module), "max_chunk_tokens", 256)
+    body = module.model.get_decoder() if hasattr(module.model, "get_decoder") else module.model.base_model
+    with RowCounter(body) as counter:
+        model.predict([(QUERY, d) for d in documents(30)], batch_size=30)
+    assert all(rows * width <= 256 for rows, width in counter.shapes if rows > 1)
+
+
+def test_query_likelihood_blocked_vocabulary_equals_one_full_softmax(load_tiny, monkeypatch):
+    model = load_tiny("query-likelihood")
+    pairs = [(QUERY, d) for d in documents(12)]
+    full = model.predict(pairs, batch_size=12)
+    vocab = model[0].model.get_output_embeddings().weight.shape[0]
+    monkeypatch.setattr(type(model[0]), "head_block_elements", vocab // 3)  # several blocks per query position
+    blocked = model.predict(pairs, batch_size=12)
+    np.testing.assert_allclose(blocked, full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_query_likelihood_tiny_blocks_still_score(load_tiny, monkeypatch, size):
+    model = load_tiny("query-likelihood")
+    pairs = [(QUERY, d) for d in documents(size)]
+    full = model.predict(pairs)
+    monkeypatch.setattr(type(model[0]), "head_block_elements", 7)  # blocks far smaller than one row
+    np.testing.assert_allclose(model.predict(pairs), full, atol=1e-5, rtol=0)
+
+
+def test_list_attention_layer_equals_a_masked_transformer_layer():
+    from rerank_plugins.scoring.listconranker import list_attention_layer
+
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(24, 4, dim_feedforward=40, batch_first=True, activation=F.gelu).eval()
+    rows = torch.randn(7, 24)
+    blocked = torch.zeros(7, 7, dtype=torch.bool)
+    blocked[0, 1:] = True  # the query row attends only to itself
+    with torch.no_grad():
+        expected = layer(rows.unsqueeze(0), src_mask=blocked)[0]
+        got = list_attention_layer(layer, rows)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
