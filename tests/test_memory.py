@@ -139,3 +139,28 @@ def test_list_attention_layer_equals_a_masked_transformer_layer():
         expected = layer(rows.unsqueeze(0), src_mask=blocked)[0]
         got = list_attention_layer(layer, rows)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("feed_forward", ["relu", "gated-gelu"])  # T5 v1.0 / v1.1 and mT5
+def test_folded_first_decoder_step_equals_the_library_decoder(feed_forward):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from rerank_plugins.scoring.monot5 import first_decoder_step
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=50, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=3, num_heads=4,
+                      feed_forward_proj=feed_forward, decoder_start_token_id=0)  # fmt: skip
+    model = T5ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.3)
+        mask = torch.ones(3, 9, dtype=torch.long)
+        mask[1, 5:] = 0
+        mask[2, 2:] = 0
+        encoded = torch.randn(3, 9, 32)
+        expected = model.get_decoder()(
+            input_ids=torch.zeros(3, 1, dtype=torch.long), encoder_hidden_states=encoded,
+            encoder_attention_mask=mask, use_cache=False,
+        ).last_hidden_state[:, 0]  # fmt: skip
+        got = first_decoder_step(model.get_decoder(), encoded, mask, start_id=0)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

@@ -28,6 +28,7 @@ from rerank_plugins.scoring.batching import length_chunks
 
 LINEAR_IN_FILE = "linear_in_embedding"
 LIST_TRANSFORMER_FILE = "list_transformer"
+TOKENIZE_SLICE = 128  # texts tokenized at once: bounds the tokenizer's memory on long lists
 
 
 class QueryEmbedding(nn.Module):
@@ -100,10 +101,10 @@ def list_attention_layer(layer: nn.TransformerEncoderLayer, rows: torch.Tensor) 
     heads = attention.num_heads
     query, key, value = F.linear(rows, attention.in_proj_weight, attention.in_proj_bias).chunk(3, dim=-1)
 
-    def split(tensor: torch.Tensor) -> torch.Tensor:  # (rows, dim) -> (heads, rows, dim / heads)
-        return tensor.reshape(tensor.shape[0], heads, dim // heads).transpose(0, 1)
+    def split(tensor: torch.Tensor) -> torch.Tensor:  # (rows, dim) -> (1, heads, rows, dim / heads)
+        return tensor.reshape(1, tensor.shape[0], heads, dim // heads).transpose(1, 2)  # 4-D: the flash kernel
 
-    passages = F.scaled_dot_product_attention(split(query[1:]), split(key), split(value))
+    passages = F.scaled_dot_product_attention(split(query[1:]), split(key), split(value))[0]
     mixed = torch.cat([value[:1], passages.transpose(0, 1).reshape(width - 1, dim)])
     hidden = layer.norm1(rows + attention.out_proj(mixed))
     return layer.norm2(hidden + layer.linear2(layer.activation(layer.linear1(hidden))))
@@ -158,10 +159,20 @@ class ListConRankerScore(ScoringModule):
         """Texts of the batch, each alone: the distinct queries first, then the documents."""
         queries = list(dict.fromkeys(query for query, _ in inputs))
         slot = {query: i for i, query in enumerate(queries)}
-        encoded = self.tokenize_truncating(queries + [document for _, document in inputs])
+        texts = queries + [document for _, document in inputs]
+        # In slices: the tokenizer's per-text state (tokens, offsets, overflow) for a 1,000-passage list would
+        # otherwise be alive all at once; only the id tensors are kept, padded to the longest slice afterwards.
+        parts = [self.tokenize_truncating(texts[i : i + TOKENIZE_SLICE]) for i in range(0, len(texts), TOKENIZE_SLICE)]
+        width = max(part["input_ids"].shape[1] for part in parts)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+        def widen(tensor: torch.Tensor, value: int) -> torch.Tensor:
+            missing = width - tensor.shape[1]
+            return F.pad(tensor, (missing, 0) if self.tokenizer.padding_side == "left" else (0, missing), value=value)
+
         return {
-            "input_ids": encoded["input_ids"],
-            "attention_mask": encoded["attention_mask"],
+            "input_ids": torch.cat([widen(part["input_ids"], pad_id) for part in parts]),
+            "attention_mask": torch.cat([widen(part["attention_mask"], 0) for part in parts]),
             "list_ids": torch.tensor([slot[query] for query, _ in inputs], dtype=torch.long),
             "num_queries": len(queries),
         }

@@ -1,0 +1,1 @@
+"""Benchmarks of rerank-plugins against what a user would otherwise run (see ``docs/performance.md``)."""

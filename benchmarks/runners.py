@@ -1,0 +1,91 @@
+"""One runner per (family, side): load a model the way its users do, then score query groups one query at a time.
+
+Sides: ``ours`` (``rerank_plugins.CrossEncoder.predict``, one call per query, as the LangChain / LlamaIndex adapters
+call it), ``alternative`` (what a user would otherwise run, see ``ALTERNATIVES``), and ``ours-int8``
+(``rerank_plugins.quantization.quantize_int8``). Every side returns the score its library returns by default:
+sigmoid probabilities for monoT5, ListConRanker and the one-logit classifier, mean log-probabilities for query
+likelihood.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from benchmarks.data import Group
+
+Runner = Callable[[list[Group]], list[list[float]]]
+
+ALTERNATIVES: dict[str, str] = {
+    "sequence-classification": "sentence_transformers.CrossEncoder(path).predict",
+    "monot5": "inranker.T5Ranker(path).get_scores",
+    "query-likelihood": "RankingGPT card loop (batch 1, full-vocabulary logits)",
+    "listconranker": "plain per-query ListConRanker (one BERT batch per list)",
+}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def make_runner(
+    family: str, side: str, path: str, device: str, dtype: str, batch_size: int, max_length: int = 512
+) -> Runner:
+    """Load the model of ``side`` for ``family`` and return a function that scores groups.
+
+    ``max_length`` (tokens per input; per text for ListConRanker) is given to every side that has the setting.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.filterwarnings("ignore")
+    torch_dtype = DTYPES[dtype]
+    if side in ("ours", "ours-int8"):
+        from rerank_plugins import CrossEncoder
+
+        family_arg = None if family == "sequence-classification" else family  # a local BLOOM needs family=
+        model = CrossEncoder(
+            path, family=family_arg, device=device, max_length=max_length, model_kwargs={"dtype": torch_dtype}
+        )
+        if side == "ours-int8":
+            from rerank_plugins.quantization import quantize_int8
+
+            quantize_int8(model)
+
+        def ours(groups: list[Group]) -> list[list[float]]:
+            return [
+                model.predict([(q, d) for d in docs], batch_size=batch_size, show_progress_bar=False).tolist()
+                for q, docs in groups
+            ]
+
+        return ours
+    if side != "alternative":
+        raise ValueError(f"unknown side {side!r}")
+    if family == "sequence-classification":
+        from sentence_transformers import CrossEncoder as PlainCrossEncoder
+
+        plain = PlainCrossEncoder(path, device=device, max_length=max_length, model_kwargs={"dtype": torch_dtype})
+
+        def sentence_transformers_predict(groups: list[Group]) -> list[list[float]]:
+            return [
+                plain.predict([(q, d) for d in docs], batch_size=batch_size, show_progress_bar=False).tolist()
+                for q, docs in groups
+            ]
+
+        return sentence_transformers_predict
+    if family == "monot5":
+        from inranker import T5Ranker
+
+        precision = {"bf16": {"bf16": True}, "fp16": {"fp16": True}}.get(dtype, {})
+        where = "cuda" if device.startswith("cuda") else "cpu"
+        ranker = T5Ranker(path, batch_size=batch_size, device=where, **precision)
+        return lambda groups: [ranker.get_scores(q, docs, max_length=max_length) for q, docs in groups]
+    if family == "query-likelihood":
+        from benchmarks.alternatives import RankingGPTCardLoop
+
+        card = RankingGPTCardLoop(path, device=device, dtype=torch_dtype, max_length=max_length)
+        return lambda groups: [card.get_scores(q, docs) for q, docs in groups]
+    if family == "listconranker":
+        from benchmarks.alternatives import PlainListConRanker
+
+        plain_list = PlainListConRanker(path, device=device, dtype=torch_dtype, max_length=max_length)
+        return lambda groups: [plain_list.get_scores(q, docs) for q, docs in groups]
+    raise ValueError(f"unknown family {family!r}")
