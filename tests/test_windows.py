@@ -17,7 +17,7 @@ def test_passage_at_the_end_is_found_with_windows_and_missed_without(load_tiny, 
     query, window = QUERIES[0], Window(size=24, stride=12)
     # A neutral prefix: one word repeated, so that its windows are one text with one score; of a few words,
     # the one this random tiny model finds least relevant.
-    fillers = {word: " ".join([word] * 60) for word in ("the", "agenda", "committee", "x")}
+    fillers = {word: " ".join([word] * 150) for word in ("the", "agenda", "committee", "x")}  # > max_length tokens
     filler_scores = {w: float(model.predict([(query, " ".join([w] * 24))])[0]) for w in fillers}
     filler = fillers[min(filler_scores, key=filler_scores.get)]
     # "Relevant" for a random model: the passage whose closing window it scores highest; "other": lowest.
