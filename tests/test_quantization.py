@@ -5,21 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import KIND_FAMILY
+from conftest import DOCUMENTS as SHARED_DOCUMENTS
+from conftest import KIND_FAMILY, QUERIES
 from scipy.stats import spearmanr
 
 from rerank_plugins import CrossEncoder
 from rerank_plugins.quantization import is_quantized, quantize_int8
 
-QUERIES = ["what is the capital of france", "how do vaccines work", "who wrote to kill a mockingbird"]
-DOCUMENTS = [
-    "Paris is the capital and largest city of France.",
-    "The stock market fell sharply on Monday.",
-    "Vaccines train the immune system to recognise a pathogen.",
-    "Harper Lee wrote the novel in 1960; it won the Pulitzer Prize for Fiction.",
-    "Rain forms when water vapour condenses into droplets heavy enough to fall.",
-    "The recipe needs flour, sugar, eggs, butter and a pinch of salt.",
-    "Berlin had a population of 3,520,031 in 2019 and is known for its museums.",
+DOCUMENTS = [d for d in SHARED_DOCUMENTS if d] + [
     "Photosynthesis converts light energy into chemical energy stored in glucose.",
     "The mitochondria is the powerhouse of the cell, producing ATP through respiration.",
     "Neural rerankers score each query and document pair with a transformer model.",
