@@ -27,7 +27,7 @@ from transformers import AutoConfig
 from rerank_plugins.cache import ScoreCache
 from rerank_plugins.registry import RegistryEntry, check_family, check_preset, lookup
 from rerank_plugins.scoring import SCORING_MODULES, ListConRankerScore, ScoringModule
-from rerank_plugins.scoring.base import truncated_rows
+from rerank_plugins.scoring.base import file_kwargs, truncated_rows
 from rerank_plugins.windows import Window, aggregate, as_window, first_tokens, split_document
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,8 @@ ITERATIVE_KEEP = 20  # ListConRanker's iterative inference stops filtering at 20
 
 def detect_family(model_name_or_path: str, hub: dict[str, Any]) -> str | None:
     """The family a checkpoint's own files declare, or None for sentence-transformers' default."""
-    file_kwargs: dict[str, Any] = {k: hub.get(k) for k in ("token", "revision", "cache_folder")}
-    file_kwargs["local_files_only"] = bool(hub.get("local_files_only"))
     for name in ("list_transformer.safetensors", "list_transformer.pt"):
-        if load_file_path(model_name_or_path, name, **file_kwargs) is not None:
+        if load_file_path(model_name_or_path, name, **file_kwargs(hub)) is not None:
             return "listconranker"
     config = AutoConfig.from_pretrained(
         model_name_or_path,
@@ -243,8 +241,7 @@ class CrossEncoder(STCrossEncoder):
         """The registry's tokenizer source when the checkpoint ships no tokenizer of its own."""
         if entry is None or entry.fallback_tokenizer is None:
             return None
-        file_kwargs = {k: hub[k] for k in ("token", "cache_folder", "revision", "local_files_only")}
-        if load_file_path(path, "tokenizer_config.json", **file_kwargs) is not None:
+        if load_file_path(path, "tokenizer_config.json", **file_kwargs(hub)) is not None:
             return None
         logger.info("%s ships no tokenizer; using %s as its authors do.", path, entry.fallback_tokenizer)
         return entry.fallback_tokenizer

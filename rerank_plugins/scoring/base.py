@@ -39,6 +39,16 @@ def hub_kwargs(
     }
 
 
+def file_kwargs(hub: dict[str, Any]) -> dict[str, Any]:
+    """The hub options that ``sentence_transformers.util.load_file_path`` takes, from a dict of loading options."""
+    return {
+        "token": hub.get("token"),
+        "revision": hub.get("revision"),
+        "cache_folder": hub.get("cache_folder"),
+        "local_files_only": bool(hub.get("local_files_only")),
+    }
+
+
 class ScoringModule(InputModule):
     """Base of the family modules: a Hugging Face model, its tokenizer, a maximum length, and options.
 
@@ -155,21 +165,11 @@ class ScoringModule(InputModule):
         encoded = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt", **kwargs
         )
-        self.truncated += count_truncated(self.tokenizer, texts, encoded["attention_mask"], self.max_length)
+        self.truncated += len(truncated_rows(self.tokenizer, texts, encoded["attention_mask"], self.max_length))
         return encoded
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({json.dumps(self.get_config_dict())})"
-
-
-def count_truncated(
-    tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str] | Sequence[tuple[str, str]],
-    attention_mask: torch.Tensor,
-    limit: int,
-) -> int:
-    """How many of ``texts`` were cut to ``limit`` tokens (see :func:`truncated_rows`)."""
-    return len(truncated_rows(tokenizer, texts, attention_mask, limit))
 
 
 def truncated_rows(

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModel
 
-from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
+from rerank_plugins.scoring.base import Pair, ScoringModule, file_kwargs, fp32_scores
 from rerank_plugins.scoring.batching import length_chunks
 
 LINEAR_IN_FILE = "linear_in_embedding"
@@ -126,8 +126,7 @@ class ListConRankerScore(ScoringModule):
     def __init__(self, model_name_or_path: str, *, encode_batch_size: int = 32, **kwargs: Any) -> None:
         super().__init__(model_name_or_path, **kwargs)
         self.encode_batch_size = encode_batch_size
-        hub: dict[str, Any] = {k: kwargs[k] for k in ("token", "revision", "local_files_only") if k in kwargs}
-        hub["cache_folder"] = kwargs.get("cache_folder")
+        hub = file_kwargs(kwargs)
         linear = _load_weights(model_name_or_path, LINEAR_IN_FILE, hub)
         self.linear_in_embedding = nn.Linear(linear["weight"].shape[1], linear["weight"].shape[0])
         self.linear_in_embedding.load_state_dict(linear)
