@@ -25,26 +25,25 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 if TYPE_CHECKING:
     from rerank_plugins.cross_encoder import CrossEncoder
 
 INT8_FAMILIES = ("sequence-classification", "monot5")
+"""The built-in families whose ``FamilySpec.int8_targets`` is set (a family of your own may set it too)."""
 
 
 def int8_targets(model: CrossEncoder) -> list[nn.Module]:
-    """The sub-modules whose Linear layers are quantized (the body), per family; ``ValueError`` otherwise."""
-    family = model.family
-    if family not in INT8_FAMILIES:
+    """The sub-modules whose Linear layers are quantized (the body), as the family says; ``ValueError`` otherwise."""
+    from rerank_plugins.families import family_names, get_family
+
+    spec = model.family_spec
+    if spec.int8_targets is None:
+        supported = [name for name in family_names() if get_family(name).int8_targets is not None]
         raise ValueError(
-            f"int8 quantization supports the {' and '.join(INT8_FAMILIES)} families; this model is {family!r}."
+            f"int8 quantization supports the {' and '.join(supported)} families; this model is {model.family!r}."
         )
-    backbone: PreTrainedModel = model[0].model  # type: ignore[assignment]  # ST module or scoring module: both HF
-    if family == "monot5":
-        return [backbone.get_encoder(), backbone.get_decoder()]  # lm_head and the shared embedding stay float
-    base: nn.Module = backbone.base_model
-    return [base]  # the classification head stays float
+    return spec.int8_targets(model)
 
 
 def quantize_int8(model: CrossEncoder) -> CrossEncoder:
@@ -75,6 +74,7 @@ def quantize_int8(model: CrossEncoder) -> CrossEncoder:
 
         for target in targets:
             quantize_dynamic(target, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    model.weights_changed()  # other weights: the score cache must not serve fp32 scores
     return model
 
 

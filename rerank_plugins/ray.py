@@ -35,25 +35,18 @@ def import_ray() -> Any:
 
 
 def is_listwise(model_name_or_path: str, model_kwargs: Mapping[str, Any] | None = None) -> bool:
-    """Whether a model is listwise, decided from its name and files as ``CrossEncoder`` does, without loading it.
+    """Whether a model is listwise, decided by ``families.resolve_family`` as ``CrossEncoder`` does, without loading it.
 
     The driver needs this to choose how to batch, and should not hold a copy of a model that only the actors use.
     """
-    from rerank_plugins.cross_encoder import detect_family
-    from rerank_plugins.registry import check_preset, lookup
+    from rerank_plugins.families import resolve_family
+    from rerank_plugins.hub import HubOptions
 
     kwargs = dict(model_kwargs or {})
-    family = kwargs.get("family")
-    if family is None and kwargs.get("preset"):
-        family = check_preset(kwargs["preset"]).family
-    if family is None:
-        entry = lookup(model_name_or_path)
-        family = entry.family if entry is not None else None
-    if family is None:
-        hub = {key: kwargs.get(key) for key in ("token", "revision", "cache_folder", "local_files_only")}
-        hub["trust_remote_code"] = kwargs.get("trust_remote_code")
-        family = detect_family(model_name_or_path, hub)
-    return family == "listconranker"
+    resolution = resolve_family(
+        model_name_or_path, family=kwargs.get("family"), preset=kwargs.get("preset"), hub=HubOptions.from_kwargs(kwargs)
+    )
+    return resolution.listwise
 
 
 class PairScorer:

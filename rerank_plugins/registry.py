@@ -1,7 +1,8 @@
 """One table: which scoring family each published reranker belongs to, and with which settings.
 
 Every entry is read from the authors' own code or model card (see ``docs/models/``). A hub id found
-here is scored the way its authors score it; ``preset=`` applies an entry to a local copy.
+here is scored the way its authors score it; ``preset=`` applies an entry to a local copy. This module is data
+only: what a family is and how one is chosen live in ``rerank_plugins.families``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ Family = Literal["monot5", "sequence-classification", "query-likelihood", "listc
 Activation = Literal["sigmoid", "identity", "log-sigmoid"]
 
 FAMILIES: tuple[str, ...] = ("monot5", "sequence-classification", "query-likelihood", "listconranker")
-"""The scoring families, in the order the docs present them."""
+"""The built-in scoring families, in the order the docs present them (``families.family_names()`` adds yours)."""
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,6 @@ def lookup(name: str) -> RegistryEntry | None:
         return REGISTRY[name]
     lowered = {key.lower(): value for key, value in REGISTRY.items()}
     return lowered.get(name.lower())
-
-
-def check_family(family: str) -> Family:
-    """Return ``family`` if it is a known family, else raise a ``ValueError`` that lists them."""
-    if family not in FAMILIES:
-        raise ValueError(f"Unknown family {family!r}. Valid families: {', '.join(FAMILIES)}.")
-    return family  # type: ignore[return-value]
 
 
 def check_preset(preset: str) -> RegistryEntry:

@@ -25,10 +25,12 @@ def test_family_detected_from_the_checkpoint(load_tiny):
     assert load_tiny("sequence-classification").family == "sequence-classification"  # ST's own default
 
 
-def test_causal_lm_without_family_keeps_sentence_transformers_default(tiny_paths):
-    model = CrossEncoder(tiny_paths["query-likelihood"], device="cpu")
-    assert model.family == "sequence-classification"  # ST's yes/no LogitScore path, untouched
-    assert type(model[-1]).__name__ == "LogitScore"
+def test_causal_lm_without_family_is_read_as_query_likelihood(tiny_paths):
+    # Issue 13 item 2: it used to get sentence-transformers' default head; a causal LM is query likelihood.
+    for kind in ("query-likelihood", "llama"):
+        model = CrossEncoder(tiny_paths[kind], device="cpu")
+        assert model.family == "query-likelihood"
+        assert isinstance(model.activation_fn, torch.nn.Identity)
 
 
 def test_preset_applies_registry_settings_to_a_local_copy(tiny_paths, pairs):
@@ -159,7 +161,8 @@ def test_empty_strings_are_scored(load_tiny, kind):
 
 @pytest.mark.parametrize("kind", ["monot5", "sequence-classification", "query-likelihood", "listconranker"])
 def test_truncation_logs_one_warning_per_call(load_tiny, caplog, kind):
-    model = load_tiny(kind, max_length=32)
+    # Query likelihood needs room for the query itself (issue 13 item 6d): 48 tokens leave the documents some.
+    model = load_tiny(kind, max_length=48 if kind == "query-likelihood" else 32)
     long = " ".join(DOCUMENTS * 10)
     pairs = [(QUERIES[0], long), (QUERIES[1], long), (QUERIES[0], "short"), (QUERIES[2], long)]
     with caplog.at_level(logging.WARNING, logger="rerank_plugins"):

@@ -41,6 +41,7 @@ DOCUMENTS = [
     "docs/models/listconranker.md",
     "docs/integrations/sentence-transformers.md",
     "docs/cli.md",
+    "docs/families.md",
 ]
 PYTHON = {"python", "py"}
 SHELL = {"bash", "sh", "shell", "console"}

@@ -1,52 +1,60 @@
-"""What every scoring module shares: loading a Hugging Face checkpoint, saving it back, counting truncation.
+"""What every scoring module shares: loading a Hugging Face checkpoint, saving it back, its length limit.
 
 A scoring module is a sentence-transformers ``InputModule``: ``preprocess(pairs)`` turns (query, document)
 pairs into tensors, ``forward(features)`` writes ``features["scores"]`` of shape ``(batch, 1)``: the raw
-score, before the activation that ``CrossEncoder.predict`` applies. One file per family subclasses this.
+score, before the activation that ``CrossEncoder.predict`` applies. One file per family subclasses this and
+ends with its ``FAMILY = FamilySpec(...)``. Modules hold no per-call state: what a call cut is reported to that
+call (``scoring.truncation``), so one module serves many threads at once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from sentence_transformers.base.modules import InputModule
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from rerank_plugins.hub import HUB_OPTION_NAMES, HubOptions
+from rerank_plugins.scoring.truncation import report_truncated, truncated_rows
+
+logger = logging.getLogger(__name__)
 
 Pair = Sequence[str]
 
-HUB_KWARG_NAMES = ("token", "revision", "local_files_only", "trust_remote_code")
+OFFSET_POSITIONS = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer": 2, "bart": 2, "mbart": 2}
+"""Model types whose position table starts after ``padding_idx + 1`` rows (fewer usable positions)."""
 
 
-def hub_kwargs(
-    *,
-    token: bool | str | None = None,
-    cache_folder: str | None = None,
-    revision: str | None = None,
-    local_files_only: bool = False,
-    trust_remote_code: bool = False,
-) -> dict[str, Any]:
-    """The keyword arguments that every ``from_pretrained`` call of one model must share."""
-    return {
-        "token": token,
-        "cache_dir": cache_folder,
-        "revision": revision,
-        "local_files_only": local_files_only,
-        "trust_remote_code": trust_remote_code,
-    }
+def position_limit(config: PretrainedConfig) -> int | None:
+    """The longest input a model's position embeddings allow, or None (relative positions: T5, ALiBi: BLOOM)."""
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value - OFFSET_POSITIONS.get(getattr(config, "model_type", ""), 0)
+    return None
 
 
-def file_kwargs(hub: dict[str, Any]) -> dict[str, Any]:
-    """The hub options that ``sentence_transformers.util.load_file_path`` takes, from a dict of loading options."""
-    return {
-        "token": hub.get("token"),
-        "revision": hub.get("revision"),
-        "cache_folder": hub.get("cache_folder"),
-        "local_files_only": bool(hub.get("local_files_only")),
-    }
+def effective_max_length(requested: int | None, default: int, tokenizer: Any, config: PretrainedConfig) -> int:
+    """The smallest of the requested (or default) length, the tokenizer's and the model's limits."""
+    wanted = int(requested) if requested is not None else default
+    if wanted < 1:
+        raise ValueError(f"max_length must be a positive number of tokens, got {wanted}.")
+    limits = [wanted]
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:  # else a "no limit" sentinel
+        limits.append(tokenizer_limit)
+    model_limit = position_limit(config)
+    if model_limit is not None:
+        limits.append(model_limit)
+    length = min(limits)
+    if requested is not None and length < wanted:
+        logger.warning("max_length=%d exceeds what this model takes; using %d tokens.", wanted, length)
+    return length
 
 
 class ScoringModule(InputModule):
@@ -72,20 +80,24 @@ class ScoringModule(InputModule):
         model_kwargs: dict[str, Any] | None = None,
         processor_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
-        **hub: Any,
+        hub: HubOptions | None = None,
+        **hub_kwargs: Any,
     ) -> None:
         super().__init__()
+        unknown = set(hub_kwargs) - set(HUB_OPTION_NAMES)
+        if unknown:
+            raise TypeError(f"Unknown option(s) {sorted(unknown)} for {type(self).__name__}.")
+        hub = hub if hub is not None else HubOptions.from_kwargs(hub_kwargs)
         processor_kwargs = dict(processor_kwargs or {})
         # sentence-transformers passes CrossEncoder(max_length=...) as processor_kwargs["model_max_length"].
-        max_length = processor_kwargs.pop("model_max_length", None) or max_length or self.default_max_length
-        self.max_length = int(max_length)
-        shared = hub_kwargs(**{k: v for k, v in hub.items() if k in (*HUB_KWARG_NAMES, "cache_folder")})
+        requested = processor_kwargs.pop("model_max_length", None) or max_length
+        shared = hub.pretrained_kwargs()
         self.model = self.load_backbone(model_name_or_path, {**shared, **(config_kwargs or {}), **(model_kwargs or {})})
         self.model.eval()
         self.tokenizer = self.load_tokenizer(
             tokenizer_name_or_path or model_name_or_path, {**shared, **processor_kwargs}
         )
-        self.truncated = 0  # inputs truncated since the CrossEncoder last reset it (one warning per call)
+        self.max_length = effective_max_length(requested, self.default_max_length, self.tokenizer, self.model.config)
 
     # -- loading -------------------------------------------------------------------------------------------
     def load_backbone(self, model_name_or_path: str, kwargs: dict[str, Any]) -> PreTrainedModel:
@@ -128,17 +140,14 @@ class ScoringModule(InputModule):
             local_files_only=local_files_only,
         )
         path = os.path.join(model_name_or_path, subfolder) if subfolder else model_name_or_path
+        hub = HubOptions(token, revision, cache_folder, local_files_only, trust_remote_code)
         return cls(
             path,
             **config,
             model_kwargs=model_kwargs,
             processor_kwargs=processor_kwargs,
             config_kwargs=config_kwargs,
-            token=token,
-            cache_folder=cache_folder,
-            revision=revision,
-            local_files_only=local_files_only,
-            trust_remote_code=trust_remote_code,
+            hub=hub,
         )
 
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
@@ -158,42 +167,18 @@ class ScoringModule(InputModule):
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        self.max_length = int(value)
+        self.max_length = effective_max_length(value, self.default_max_length, self.tokenizer, self.model.config)
 
     def tokenize_truncating(self, texts: list[str] | list[tuple[str, str]], **kwargs: Any) -> dict[str, Any]:
-        """Tokenize as the authors do (pad to the longest, cut to ``max_length``) and count what was cut."""
+        """Tokenize as the authors do (pad to the longest, cut to ``max_length``); report what was cut."""
         encoded = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt", **kwargs
         )
-        self.truncated += len(truncated_rows(self.tokenizer, texts, encoded["attention_mask"], self.max_length))
+        report_truncated(len(truncated_rows(self.tokenizer, texts, encoded["attention_mask"], self.max_length)))
         return encoded
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({json.dumps(self.get_config_dict())})"
-
-
-def truncated_rows(
-    tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str] | Sequence[tuple[str, str]],
-    attention_mask: torch.Tensor,
-    limit: int,
-) -> list[int]:
-    """The rows of ``texts`` that were cut to ``limit`` tokens.
-
-    Only a row that came out exactly ``limit`` tokens long can have been cut, so only those rows are
-    tokenized again, without truncation, to tell "cut" from "exactly the limit": free for short inputs.
-    """
-    full_rows = (attention_mask.sum(dim=1) >= limit).nonzero().flatten().tolist()
-    if not full_rows:
-        return []
-    again = [texts[i] for i in full_rows]
-    if isinstance(again[0], str):
-        ids = tokenizer(again, truncation=False, verbose=False)["input_ids"]
-    else:
-        ids = tokenizer([str(a) for a, _ in again], [str(b) for _, b in again], truncation=False, verbose=False)[
-            "input_ids"
-        ]
-    return [row for row, row_ids in zip(full_rows, ids, strict=True) if len(row_ids) > limit]
 
 
 def fp32_scores(scores: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,12 @@ Sizes are read from the weight shapes, so smaller checkpoints of the same layout
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from sentence_transformers.util import load_file_path
@@ -23,12 +26,15 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModel
 
-from rerank_plugins.scoring.base import Pair, ScoringModule, file_kwargs, fp32_scores
+from rerank_plugins.families import CheckpointInfo, FamilySpec
+from rerank_plugins.hub import HubOptions
+from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
 from rerank_plugins.scoring.batching import length_chunks
 
 LINEAR_IN_FILE = "linear_in_embedding"
 LIST_TRANSFORMER_FILE = "list_transformer"
 TOKENIZE_SLICE = 128  # texts tokenized at once: bounds the tokenizer's memory on long lists
+ITERATIVE_KEEP = 20  # the authors' iterative inference stops filtering at 20 passages
 
 
 class QueryEmbedding(nn.Module):
@@ -116,7 +122,8 @@ class ListConRankerScore(ScoringModule):
     Args:
         model_name_or_path: a directory or hub id in the ListConRanker layout.
         max_length: tokens kept per text (each text is tokenized alone, as the authors do).
-        encode_batch_size: texts per BERT forward; memory is bounded by this, not by the list length.
+        encode_batch_size: texts per BERT forward when ``forward`` is not given ``batch_size`` (``predict`` passes
+            its own); memory is bounded by this, not by the list length.
     """
 
     family: ClassVar[str] = "listconranker"
@@ -126,7 +133,7 @@ class ListConRankerScore(ScoringModule):
     def __init__(self, model_name_or_path: str, *, encode_batch_size: int = 32, **kwargs: Any) -> None:
         super().__init__(model_name_or_path, **kwargs)
         self.encode_batch_size = encode_batch_size
-        hub = file_kwargs(kwargs)
+        hub = (kwargs.get("hub") or HubOptions.from_kwargs(kwargs)).file_kwargs()
         linear = _load_weights(model_name_or_path, LINEAR_IN_FILE, hub)
         self.linear_in_embedding = nn.Linear(linear["weight"].shape[1], linear["weight"].shape[0])
         self.linear_in_embedding.load_state_dict(linear)
@@ -192,10 +199,9 @@ class ListConRankerScore(ScoringModule):
         assert features is not None
         return features
 
-    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        # CrossEncoder.predict passes its batch_size here: a list is whole, the encoder's chunks are batch-sized.
-        chunk_size = features.get("encode_batch_size", self.encode_batch_size)
-        encoded = self.encode(features["input_ids"], features["attention_mask"], chunk_size)
+    def forward(self, features: dict[str, Any], batch_size: int | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Scores of whole lists; ``batch_size`` (``predict``'s own) bounds the texts per encoder forward only."""
+        encoded = self.encode(features["input_ids"], features["attention_mask"], batch_size or self.encode_batch_size)
         num_queries, list_ids = features["num_queries"], features["list_ids"]
         query_rows, document_rows = encoded[:num_queries], encoded[num_queries:]
         scores = torch.empty(len(list_ids), dtype=torch.float32, device=encoded.device)
@@ -216,3 +222,44 @@ def _load_weights(model_name_or_path: str, name: str, hub: dict[str, Any]) -> di
     if path is None:
         raise FileNotFoundError(f"{model_name_or_path!r} has neither {name}.safetensors nor {name}.pt.")
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def iterative_scores(score_list: Callable[[list[int]], Sequence[float]], count: int) -> list[float]:
+    """The authors' iterative inference over ``count`` passages: one final score per passage, by index.
+
+    ``score_list(indices)`` scores the passages ``indices`` as one list. While more than 20 remain, the lowest
+    ``max(ceil(0.2 n), 10)`` (and exact ties of the last of them) are dropped with ``score + round``, and the rest
+    are scored again as a new list, in ascending score order as the authors keep them; the last 20 or fewer get
+    ``score + final round``. Scores of later rounds are therefore above earlier ones, and can exceed 1.
+    """
+    remaining = list(range(count))
+    final = [0.0] * count
+    round_ = 0
+    while len(remaining) > ITERATIVE_KEEP:
+        scores = np.asarray(score_list(remaining), dtype=np.float64)
+        order = np.argsort(scores, kind="stable")  # ascending: the lowest are dropped first
+        cut = max(math.ceil(0.2 * len(remaining)), 10)
+        while cut < len(order) and scores[order[cut - 1]] == scores[order[cut]]:
+            cut += 1  # exact ties of the last dropped passage go with it
+        for j in order[:cut]:
+            final[remaining[j]] = float(scores[j]) + round_
+        remaining = [remaining[j] for j in order[cut:]]
+        round_ += 1
+    if remaining:
+        for index, score in zip(remaining, score_list(remaining), strict=True):
+            final[index] = float(score) + round_
+    return final
+
+
+def is_listconranker_checkpoint(info: CheckpointInfo) -> bool:
+    """ListConRanker's layout: a BERT checkpoint plus the ListTransformer's weight file."""
+    return any(info.has_file(f"{LIST_TRANSFORMER_FILE}.{suffix}") for suffix in ("safetensors", "pt"))
+
+
+FAMILY = FamilySpec(
+    "listconranker",
+    module=ListConRankerScore,
+    activation="sigmoid",  # the authors' score is sigmoid of the ListTransformer's logit
+    listwise=True,
+    recognize=is_listconranker_checkpoint,
+)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForSeq2SeqLM
 
+from rerank_plugins.families import CheckpointInfo, FamilySpec
 from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
 from rerank_plugins.scoring.batching import length_chunks
 
@@ -133,3 +134,24 @@ def first_decoder_step(decoder: Any, encoded: torch.Tensor, mask: torch.Tensor, 
         hidden = hidden + attention.o(values.reshape(rows, heads * head_dim))
         hidden = hidden + feed_forward.DenseReluDense(feed_forward.layer_norm(hidden))
     return decoder.final_layer_norm(hidden)
+
+
+def is_monot5_checkpoint(info: CheckpointInfo) -> bool:
+    """An encoder-decoder (T5, mT5, ...) checkpoint without saved modules is read as monoT5."""
+    config = info.config
+    return bool(getattr(config, "is_encoder_decoder", False)) or config.model_type in ("t5", "mt5", "umt5")
+
+
+def monot5_int8_targets(model: Any) -> list[nn.Module]:
+    """The encoder and decoder stacks; the LM head and shared embedding stay float (two rows are read directly)."""
+    backbone = model[0].model
+    return [backbone.get_encoder(), backbone.get_decoder()]
+
+
+FAMILY = FamilySpec(
+    "monot5",
+    module=MonoT5Score,
+    activation="sigmoid",  # sigmoid(logit(true) - logit(false)) = softmax over [false, true], InRanker's P(true)
+    recognize=is_monot5_checkpoint,
+    int8_targets=monot5_int8_targets,
+)

@@ -16,8 +16,10 @@ import torch
 from torch.nn import functional as F
 from transformers import AutoModelForCausalLM
 
+from rerank_plugins.families import CheckpointInfo, FamilySpec
 from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
 from rerank_plugins.scoring.batching import length_chunks
+from rerank_plugins.scoring.truncation import report_truncated
 
 logger = logging.getLogger(__name__)
 
@@ -68,26 +70,37 @@ class QueryLikelihoodScore(ScoringModule):
         candidates += [tokenizer.eos_token_id, 0]
         return next(int(c) for c in candidates if c is not None)
 
-    def _cut_document(self, query: str, document: str) -> str:
-        """eval.py's truncation: keep the document's first ``budget`` tokens (decoded back to text)."""
-        budget = max(self.max_length - self.template_length - len(self.tokenizer.encode(query)) - 10, 0)
+    def _cut_document(self, query: str, document: str) -> tuple[str, bool]:
+        """eval.py's truncation: keep the document's first ``budget`` tokens (decoded back to text); cut or not.
+
+        A query that leaves no room for the document is an error: the authors' budget would cut every document to
+        nothing and tie all scores (and a huge query would allocate without bound).
+        """
+        query_length = len(self.tokenizer.encode(query))
+        budget = self.max_length - self.template_length - query_length - 10
+        if budget <= 0:
+            raise ValueError(
+                f"The query {query[:60]!r} has {query_length} tokens, which leaves no room for the document within "
+                f"max_length={self.max_length} (the authors' budget: max_length - {self.template_length} template "
+                "tokens - query tokens - 10). Pass a larger max_length or a shorter query."
+            )
         ids = self.tokenizer.encode(document, add_special_tokens=False)
         if len(ids) <= budget:
-            return document
-        self.truncated += 1
-        return str(self.tokenizer.decode(ids[:budget]))
+            return document, False
+        return str(self.tokenizer.decode(ids[:budget])), True
 
     def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        rows, targets = [], []
+        rows, targets, cut = [], [], 0
         for query, document in inputs:
-            context = self.tokenizer.encode(
-                self.template.format(doc=self._cut_document(query, document)), add_special_tokens=False
-            )
+            document, was_cut = self._cut_document(query, document)
+            cut += was_cut
+            context = self.tokenizer.encode(self.template.format(doc=document), add_special_tokens=False)
             query_ids = self.tokenizer.encode(query, add_special_tokens=False)
             if not query_ids:
                 logger.warning("An empty query has no token to score: its score is 0.0 for every document.")
             rows.append(context + query_ids[:-1])
             targets.append((len(context) - 1, query_ids))  # the logit at position p predicts token p + 1
+        report_truncated(cut)
 
         batch, width = len(rows), max(len(row) for row in rows)
         query_width = max(1, max(len(ids) for _, ids in targets))
@@ -153,3 +166,19 @@ class QueryLikelihoodScore(ScoringModule):
             picked = logits.gather(1, (flat_targets - start).clamp(0, stop - start - 1).unsqueeze(1)).squeeze(1)
             target_logits = torch.where(in_block, picked, target_logits)
         return (target_logits - log_total).reshape(targets.shape)
+
+
+CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def is_causal_lm_checkpoint(info: CheckpointInfo) -> bool:
+    """A causal LM (its config's architectures, e.g. ``BloomForCausalLM``) is read as query likelihood."""
+    return any(name.endswith(CAUSAL_LM_SUFFIXES) for name in info.architectures)
+
+
+FAMILY = FamilySpec(
+    "query-likelihood",
+    module=QueryLikelihoodScore,
+    activation="identity",  # the mean log-probability itself is the score (at most 0)
+    recognize=is_causal_lm_checkpoint,
+)

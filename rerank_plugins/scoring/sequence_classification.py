@@ -1,0 +1,103 @@
+"""Sequence classification (DistillRankNET, R*, any Hugging Face cross-encoder): sentence-transformers' own modules.
+
+The checkpoint loads as sentence-transformers' ``Transformer`` with its classification head. A two-label head
+gets :class:`LabelMargin` after it: ``logit[1] - logit[0]``, whose sigmoid is exactly ``softmax(logits)[:, 1]``,
+so ``predict`` returns P(relevant) as one score per pair and ``rank`` works. ``family_options={"truncation":
+"only_second"}`` cuts the document first (xpmir's DistillRankNET); ``CrossEncoder.preprocess`` then also caps the
+query at half of ``max_length`` as xpmir does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from sentence_transformers.base.modules import Dense, Transformer
+from torch import nn
+
+from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest
+from rerank_plugins.scoring.base import position_limit
+
+logger = logging.getLogger(__name__)
+
+
+class LabelMargin(Dense):
+    """``scores[:, 1] - scores[:, 0]`` in fp32: a two-label classifier as one relevance score per pair.
+
+    A ``Dense`` [-1, 1] to sentence-transformers (so plain sentence-transformers reads one label from it), computed
+    in fp32 because the margin of two bf16 logits would often round to a tie.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # saved settings are always these: ignore them
+        super().__init__(
+            2,
+            1,
+            bias=False,
+            activation_function=None,
+            init_weight=torch.tensor([[-1.0, 1.0]]),
+            module_input_name="scores",
+        )
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        logits = features["scores"].float()
+        features["scores"] = (logits[:, 1] - logits[:, 0]).unsqueeze(-1)
+        return features
+
+
+def build_sequence_classifier(request: LoadRequest) -> list[nn.Module]:
+    """sentence-transformers' ``Transformer`` with its classification head (+ :class:`LabelMargin` for 2 labels)."""
+    options = dict(request.options)
+    truncation = options.pop("truncation", None)
+    if options:
+        raise ValueError(f"Unknown family_options {sorted(options)} for sequence classification: use 'truncation'.")
+    hub = request.hub
+    shared = {
+        "token": hub.token,
+        "revision": hub.revision,
+        "local_files_only": hub.local_files_only,
+        "trust_remote_code": hub.trust_remote_code,
+    }
+    transformer = Transformer(
+        request.name_or_path,
+        transformer_task="sequence-classification",
+        cache_dir=hub.cache_folder,
+        model_kwargs={**shared, **(request.model_kwargs or {})},
+        processor_kwargs={**shared, **(request.processor_kwargs or {})},
+        config_kwargs={**shared, **(request.config_kwargs or {})},
+        backend=request.backend,
+        tokenizer_name_or_path=request.tokenizer_name_or_path,
+        processing_kwargs={"text": {"truncation": truncation}} if truncation else None,
+    )
+    # The model's position table bounds max_length too (a 128-position BERT cannot take 512 tokens).
+    limit = position_limit(transformer.model.config)
+    if limit is not None and (transformer.max_seq_length is None or transformer.max_seq_length > limit):
+        logger.info("%s has %d positions: max_length is %d tokens.", request.name_or_path, limit, limit)
+        transformer.max_seq_length = limit
+    modules: list[nn.Module] = [transformer]
+    if transformer.model.config.num_labels == 2:
+        modules.append(LabelMargin())
+    return modules
+
+
+def has_classification_head(info: CheckpointInfo) -> bool:
+    """A checkpoint saved with a sequence-classification head (or, lacking ``architectures``, assumed to be one)."""
+    architectures = info.architectures
+    return not architectures or any(name.endswith("ForSequenceClassification") for name in architectures)
+
+
+def sequence_classification_int8_targets(model: Any) -> list[nn.Module]:
+    """The transformer body; the classification head stays float (one output: nothing to gain, accuracy to lose)."""
+    return [model[0].model.base_model]
+
+
+FAMILY = FamilySpec(
+    "sequence-classification",
+    build=build_sequence_classifier,
+    activation=None,  # sentence-transformers' own default (sigmoid for one label); registry entries may override
+    recognize=has_classification_head,
+    int8_targets=sequence_classification_int8_targets,
+    module_classes=(LabelMargin,),
+)
+
+__all__ = ["FAMILY", "LabelMargin", "build_sequence_classifier"]
