@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from sentence_transformers import CrossEncoder as STCrossEncoder
-from sentence_transformers.base.modules import Transformer
-from sentence_transformers.util import batch_to_device, load_file_path
+from sentence_transformers.util import batch_to_device
 from torch import nn
 from tqdm.autonotebook import tqdm
 
@@ -31,6 +30,7 @@ from rerank_plugins.families import (
     FamilySpec,
     LoadRequest,
     Resolution,
+    fallback_tokenizer,
     family_of_modules,
     get_family,
     make_activation,
@@ -38,11 +38,11 @@ from rerank_plugins.families import (
     resolve_family,
 )
 from rerank_plugins.hub import HubOptions
-from rerank_plugins.registry import RegistryEntry
 from rerank_plugins.scoring.listconranker import iterative_scores
 from rerank_plugins.scoring.sequence_classification import LabelMargin
-from rerank_plugins.scoring.truncation import report_truncated, truncated_rows, truncation_report, untruncated
-from rerank_plugins.windows import Window, aggregate, as_window, first_tokens, split_document
+from rerank_plugins.scoring.token_budget import ACCELERATOR_BATCH_TOKENS, CPU_BATCH_SIZE, MAX_ROWS, token_budget_groups
+from rerank_plugins.scoring.truncation import truncation_report, untruncated
+from rerank_plugins.windows import Window, aggregate, as_window, split_document
 
 logger = logging.getLogger(__name__)
 
@@ -144,32 +144,18 @@ class CrossEncoder(STCrossEncoder):
     ) -> tuple[Any, dict[str, Any]]:
         hub = HubOptions(token, revision, cache_folder, local_files_only, trust_remote_code)
         spec = self._resolution.spec
-        if spec is None:  # a saved model whose modules.json names no module: sentence-transformers decides
-            return super()._load_default_modules(
-                model_name_or_path, token, cache_folder, revision, trust_remote_code, local_files_only,
-                model_kwargs, processor_kwargs, config_kwargs,
-            )  # fmt: skip
+        assert spec is not None  # every resolution but "saved" (loaded by _load_modules) names a family
         request = LoadRequest(
             model_name_or_path,
             hub=hub,
             options=dict(self._family_options),
-            tokenizer_name_or_path=self._fallback_tokenizer(model_name_or_path, self._resolution.entry, hub),
+            tokenizer_name_or_path=fallback_tokenizer(model_name_or_path, self._resolution.entry, hub),
             model_kwargs=model_kwargs,
             processor_kwargs=processor_kwargs,
             config_kwargs=config_kwargs,
             backend=self.backend,
         )
         return spec.build_modules(request), {}
-
-    @staticmethod
-    def _fallback_tokenizer(path: str, entry: RegistryEntry | None, hub: HubOptions) -> str | None:
-        """The registry's tokenizer source when the checkpoint ships no tokenizer of its own."""
-        if entry is None or entry.fallback_tokenizer is None:
-            return None
-        if load_file_path(path, "tokenizer_config.json", **hub.file_kwargs()) is not None:
-            return None
-        logger.info("%s ships no tokenizer; using %s as its authors do.", path, entry.fallback_tokenizer)
-        return entry.fallback_tokenizer
 
     def get_default_activation_fn(self) -> Callable:
         entry = self._resolution.entry
@@ -198,31 +184,12 @@ class CrossEncoder(STCrossEncoder):
         return super().load_state_dict(*args, **kwargs)
 
     # -- inference ----------------------------------------------------------------------------------------
-    def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        """sentence-transformers' own, plus xpmir's query cap and the truncation count for ``Transformer`` models."""
-        first, max_length = self[0], self.max_seq_length
-        if not isinstance(first, Transformer) or prompt is not None or not max_length:
-            return super().preprocess(inputs, prompt=prompt, **kwargs)
-        cut: set[int] = set()
-        if first.processing_kwargs.get("text", {}).get("truncation") == "only_second":
-            # xpmir cuts the document first; a query keeps at most half of max_length.
-            tokenizer = untruncated(first.tokenizer)
-            capped = [(first_tokens(tokenizer, query, max_length // 2), document) for query, document in inputs]
-            cut = {i for i, (pair, new) in enumerate(zip(inputs, capped, strict=True)) if pair[0] != new[0]}
-            inputs = capped
-        features = super().preprocess(inputs, prompt=prompt, **kwargs)
-        if "attention_mask" in features:
-            pairs = [tuple(pair) for pair in inputs]
-            cut.update(truncated_rows(first.tokenizer, pairs, features["attention_mask"], max_length))
-        report_truncated(len(cut))
-        return features
-
     def predict(  # type: ignore[override]
         self,
         inputs: Any,
         prompt_name: str | None = None,
         prompt: str | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         show_progress_bar: bool | None = None,
         activation_fn: Callable | None = None,
         apply_softmax: bool | None = False,
@@ -233,15 +200,19 @@ class CrossEncoder(STCrossEncoder):
         chunk_size: int | None = None,
         *,
         window: Window | dict[str, Any] | bool | None = None,
+        batch_tokens: int = ACCELERATOR_BATCH_TOKENS,
         **kwargs: Any,
     ) -> Any:
         """``sentence_transformers.CrossEncoder.predict``, plus input checks, ``window=`` and whole lists.
 
         ``window=Window(size, stride, aggregate)`` (or ``True``) scores long documents in overlapping windows.
-        A listwise model scores each query's pairs as one list, whatever ``batch_size`` (which then bounds only
-        the texts per encoder forward), and refuses ``pool=`` / a list of devices, which would cut lists apart.
+        ``batch_size`` is pairs per forward, as in sentence-transformers; left out, it is 32 on a CPU and, on an
+        accelerator, as many length-sorted pairs as fit in ``batch_tokens`` padded tokens. A listwise model
+        scores each query's pairs as one list, whatever ``batch_size`` (which then bounds only the texts per
+        encoder forward), and refuses ``pool=`` / a list of devices, which would cut lists apart.
         """
-        check_positive("batch_size", batch_size)
+        check_positive("batch_size", batch_size, optional=True)
+        check_positive("batch_tokens", batch_tokens)
         singular = self.is_singular_input(inputs)
         pairs = [inputs] if singular else (inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs))
         pairs = [list(pair) if isinstance(pair, np.ndarray) else pair for pair in pairs]
@@ -261,8 +232,9 @@ class CrossEncoder(STCrossEncoder):
                 raise ValueError("window= and score_cache are not supported with pool= or a list of devices.")
             return super().predict(
                 inputs, convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor, pool=pool,
-                chunk_size=chunk_size, **options,
+                chunk_size=chunk_size, **{**options, "batch_size": batch_size or CPU_BATCH_SIZE},
             )  # fmt: skip
+        options["batch_tokens"] = batch_tokens
         self.eval()  # inference (as sentence-transformers' own predict does), before any cache key is made
         with truncation_report() as report:
             scores = self._cached_scores(pairs, chosen, options)
@@ -303,10 +275,30 @@ class CrossEncoder(STCrossEncoder):
         return aggregate(self._score_pairs(flat, options).float(), owners, len(pairs), window.aggregate)
 
     def _score_pairs(self, pairs: list, options: dict[str, Any]) -> torch.Tensor:
-        """Pointwise: sentence-transformers' own ``predict``; listwise: each query's pairs as one list."""
+        """Pointwise: sentence-transformers' own ``predict``; listwise: each query's pairs as one list.
+
+        With no ``batch_size``: 32 pairs per forward on a CPU; on an accelerator, groups of length-sorted pairs
+        of at most ``batch_tokens`` padded tokens (``scoring.token_budget``), one sentence-transformers batch each.
+        """
+        options = dict(options)
+        batch_tokens = options.pop("batch_tokens", ACCELERATOR_BATCH_TOKENS)
+        on_accelerator = self._uses_token_budget(options.get("device"))
         if self.is_listwise:
-            return self._score_lists(pairs, **options)
-        return super().predict(pairs, convert_to_tensor=True, **options)
+            return self._score_lists(pairs, batch_tokens=batch_tokens if on_accelerator else None, **options)
+        if options["batch_size"] is not None or not on_accelerator or not pairs:
+            options["batch_size"] = options["batch_size"] or CPU_BATCH_SIZE
+            return super().predict(pairs, convert_to_tensor=True, **options)
+        scores: list[torch.Tensor | None] = [None] * len(pairs)
+        for group in token_budget_groups(pairs, self.max_seq_length, batch_tokens):
+            options["batch_size"] = len(group)
+            group_scores = super().predict([pairs[i] for i in group], convert_to_tensor=True, **options)
+            for i, score in zip(group, group_scores, strict=True):
+                scores[i] = score
+        return torch.stack(scores)  # type: ignore[arg-type]
+
+    def _uses_token_budget(self, device: Any) -> bool:
+        """Whether batches without ``batch_size`` are cut by tokens: on any accelerator, not on a CPU."""
+        return self._device_of(device).type != "cpu"
 
     def _device_of(self, device: Any) -> torch.device:
         return torch.device(device) if device is not None else self.device
@@ -316,7 +308,8 @@ class CrossEncoder(STCrossEncoder):
         self,
         pairs: list,
         *,
-        batch_size: int,
+        batch_size: int | None,
+        batch_tokens: int | None,
         show_progress_bar: bool | None,
         activation_fn: Callable | None,
         device: Any = None,
@@ -325,7 +318,8 @@ class CrossEncoder(STCrossEncoder):
         apply_softmax: bool | None = False,
         **kwargs: Any,
     ) -> torch.Tensor:
-        """Score each query's pairs as one list; ``batch_size`` bounds the texts per encoder forward only."""
+        """Score each query's pairs as one list; ``batch_size`` (or ``batch_tokens``) bounds the texts per encoder
+        forward only."""
         if prompt_name is not None or prompt is not None:
             raise ValueError("prompts are not supported by listwise models.")
         target = self._device_of(device)
@@ -341,7 +335,9 @@ class CrossEncoder(STCrossEncoder):
         rest = list(self)[1:]
         for members in tqdm(lists.values(), desc="Lists", disable=not show_progress_bar):
             features = batch_to_device(first.preprocess([pairs[i] for i in members]), target)
-            features = first(features, batch_size=batch_size)  # per call: the module itself is never changed
+            # Per call: the module itself is never changed. No batch_size on an accelerator: chunks by tokens only.
+            chunk = batch_size or (MAX_ROWS if batch_tokens else CPU_BATCH_SIZE)
+            features = first(features, batch_size=chunk, batch_tokens=batch_tokens)
             for module in rest:
                 features = module(features)
             list_scores = features["scores"].float()
@@ -358,7 +354,7 @@ class CrossEncoder(STCrossEncoder):
         return_documents: bool = False,
         prompt_name: str | None = None,
         prompt: str | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         show_progress_bar: bool | None = None,
         activation_fn: Callable | None = None,
         device: Any = None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from rerank_plugins.registry import RegistryEntry, check_preset, lookup
 if TYPE_CHECKING:
     from torch import nn
     from transformers import PretrainedConfig
+
+logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "rerank_plugins.families"
 """Entry points of this group name a ``FamilySpec`` object (``"my_package.module:FAMILY"``)."""
@@ -321,6 +324,18 @@ def resolve_family(
         f"{', '.join(family_names())} (e.g. family='query-likelihood' for a causal LM fine-tuned for query "
         "generation), or fine-tune it as a sequence classifier first."
     )
+
+
+def fallback_tokenizer(name_or_path: str, entry: RegistryEntry | None, hub: HubOptions) -> str | None:
+    """The registry's tokenizer source when the checkpoint ships no tokenizer of its own (DistillRankNET)."""
+    if (
+        entry is None
+        or entry.fallback_tokenizer is None
+        or CheckpointInfo(name_or_path, hub).has_file("tokenizer_config.json")
+    ):
+        return None
+    logger.info("%s ships no tokenizer; using %s as its authors do.", name_or_path, entry.fallback_tokenizer)
+    return entry.fallback_tokenizer
 
 
 def _saved_family(modules_json: list[dict[str, Any]]) -> str | None:

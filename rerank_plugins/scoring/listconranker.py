@@ -183,11 +183,13 @@ class ListConRankerScore(ScoringModule):
             "num_queries": len(queries),
         }
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    def encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk_size: int, chunk_tokens: int | None = None
+    ) -> torch.Tensor:
         """``linear_in_embedding(mean_pool(BERT(text)))`` per row, in length-sorted chunks of at most ``chunk_size``
         rows, each trimmed to its longest row (``batching.length_chunks``: fewer pad tokens than fixed chunks)."""
         features: torch.Tensor | None = None
-        for rows, width in length_chunks(attention_mask, max_rows=chunk_size):
+        for rows, width in length_chunks(attention_mask, max_rows=chunk_size, max_tokens=chunk_tokens):
             ids, mask = input_ids[rows, :width], attention_mask[rows, :width]
             hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
             weights = mask.unsqueeze(-1).to(hidden.dtype)
@@ -199,9 +201,12 @@ class ListConRankerScore(ScoringModule):
         assert features is not None
         return features
 
-    def forward(self, features: dict[str, Any], batch_size: int | None = None, **kwargs: Any) -> dict[str, Any]:
-        """Scores of whole lists; ``batch_size`` (``predict``'s own) bounds the texts per encoder forward only."""
-        encoded = self.encode(features["input_ids"], features["attention_mask"], batch_size or self.encode_batch_size)
+    def forward(
+        self, features: dict[str, Any], batch_size: int | None = None, batch_tokens: int | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Scores of whole lists; ``batch_size`` / ``batch_tokens`` (``predict``'s) bound one encoder forward only."""
+        chunk = batch_size or self.encode_batch_size
+        encoded = self.encode(features["input_ids"], features["attention_mask"], chunk, batch_tokens)
         num_queries, list_ids = features["num_queries"], features["list_ids"]
         query_rows, document_rows = encoded[:num_queries], encoded[num_queries:]
         scores = torch.empty(len(list_ids), dtype=torch.float32, device=encoded.device)

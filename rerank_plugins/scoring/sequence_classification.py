@@ -1,10 +1,11 @@
 """Sequence classification (DistillRankNET, R*, any Hugging Face cross-encoder): sentence-transformers' own modules.
 
-The checkpoint loads as sentence-transformers' ``Transformer`` with its classification head. A two-label head
+The checkpoint loads as sentence-transformers' ``Transformer`` with its classification head (:class:`PairClassifier`,
+which also reports truncation). A two-label head
 gets :class:`LabelMargin` after it: ``logit[1] - logit[0]``, whose sigmoid is exactly ``softmax(logits)[:, 1]``,
 so ``predict`` returns P(relevant) as one score per pair and ``rank`` works. ``family_options={"truncation":
-"only_second"}`` cuts the document first (xpmir's DistillRankNET); ``CrossEncoder.preprocess`` then also caps the
-query at half of ``max_length`` as xpmir does.
+"only_second"}`` cuts the document first (xpmir's DistillRankNET) and caps the query at half of ``max_length``
+as xpmir does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from torch import nn
 
 from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest
 from rerank_plugins.scoring.base import position_limit
+from rerank_plugins.scoring.truncation import report_truncated, truncated_rows, untruncated
+from rerank_plugins.windows import first_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +48,33 @@ class LabelMargin(Dense):
         return features
 
 
+class PairClassifier(Transformer):
+    """sentence-transformers' ``Transformer`` with a classification head, reporting what it cuts.
+
+    With ``truncation="only_second"`` (xpmir's DistillRankNET) the document is cut first and a query keeps at most
+    half of ``max_length``, as xpmir's tokenizer does.
+    """
+
+    def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        max_length = self.max_seq_length
+        if prompt is not None or not max_length or not inputs or not isinstance(inputs[0], (list, tuple)):
+            return super().preprocess(inputs, prompt=prompt, **kwargs)
+        cut: set[int] = set()
+        if self.processing_kwargs.get("text", {}).get("truncation") == "only_second":
+            tokenizer = untruncated(self.tokenizer)
+            capped = [(first_tokens(tokenizer, query, max_length // 2), document) for query, document in inputs]
+            cut = {i for i, (pair, new) in enumerate(zip(inputs, capped, strict=True)) if pair[0] != new[0]}
+            inputs = capped
+        features = super().preprocess(inputs, prompt=prompt, **kwargs)
+        if "attention_mask" in features:
+            pairs = [tuple(pair) for pair in inputs]
+            cut.update(truncated_rows(self.tokenizer, pairs, features["attention_mask"], max_length))
+        report_truncated(len(cut))
+        return features
+
+
 def build_sequence_classifier(request: LoadRequest) -> list[nn.Module]:
-    """sentence-transformers' ``Transformer`` with its classification head (+ :class:`LabelMargin` for 2 labels)."""
+    """A :class:`PairClassifier` with its classification head (+ :class:`LabelMargin` for 2 labels)."""
     options = dict(request.options)
     truncation = options.pop("truncation", None)
     if options:
@@ -58,7 +86,7 @@ def build_sequence_classifier(request: LoadRequest) -> list[nn.Module]:
         "local_files_only": hub.local_files_only,
         "trust_remote_code": hub.trust_remote_code,
     }
-    transformer = Transformer(
+    transformer = PairClassifier(
         request.name_or_path,
         transformer_task="sequence-classification",
         cache_dir=hub.cache_folder,
@@ -97,7 +125,7 @@ FAMILY = FamilySpec(
     activation=None,  # sentence-transformers' own default (sigmoid for one label); registry entries may override
     recognize=has_classification_head,
     int8_targets=sequence_classification_int8_targets,
-    module_classes=(LabelMargin,),
+    module_classes=(PairClassifier, LabelMargin),
 )
 
-__all__ = ["FAMILY", "LabelMargin", "build_sequence_classifier"]
+__all__ = ["FAMILY", "LabelMargin", "PairClassifier", "build_sequence_classifier"]
