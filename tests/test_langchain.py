@@ -92,8 +92,34 @@ def test_documents_are_copied_never_mutated(load_tiny: Callable[..., CrossEncode
         assert document is not original and document.metadata is not original.metadata
         assert set(document.metadata) == set(original.metadata) | {"relevance_score"}
         assert type(document.metadata["relevance_score"]) is float
-        document.metadata["tags"].append("changed downstream")
+        document.metadata["added downstream"] = True
+        assert document.metadata["tags"] is original.metadata["tags"]  # values are shared, never deep-copied
     assert documents == before
+
+
+class Client:
+    """Stands for a database or HTTP client kept in metadata: it holds a lock, so it cannot be deep-copied."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+def test_metadata_that_cannot_be_deep_copied(load_tiny: Callable[..., CrossEncoder]) -> None:
+    lock, client = threading.Lock(), Client()
+    documents = [
+        Document(page_content=text, metadata={"lock": lock, "client": client, "i": i}) for i, text in enumerate(CORPUS)
+    ]
+    with pytest.raises(TypeError, match="pickle"):
+        copy.deepcopy(documents[0])  # what the copies must not need
+    compressor = RerankCompressor(model=load_tiny("monot5"), top_n=3)
+    sync = compressor.compress_documents(documents, QUERIES[0])
+    for got in (sync, asyncio.run(compressor.acompress_documents(documents, QUERIES[0]))):
+        assert len(got) == 3
+        for document in got:
+            assert document.metadata["lock"] is lock and document.metadata["client"] is client
+            assert type(document.metadata["relevance_score"]) is float
+    assert all(set(document.metadata) == {"lock", "client", "i"} for document in documents)
+    assert [d.page_content for d in sync] == [CORPUS[d.metadata["i"]] for d in sync]
 
 
 def test_scores_are_python_floats(load_tiny: Callable[..., CrossEncoder], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,3 +234,15 @@ def test_rank_kwargs_are_forwarded(load_tiny: Callable[..., CrossEncoder]) -> No
     assert logits != expected_ranking(model, QUERIES[0], CORPUS)
     with pytest.raises(ValueError, match="top_k"):
         RerankCompressor(model=model, rank_kwargs={"top_k": 3})
+
+
+def test_mistaken_options_are_named(load_tiny: Callable[..., CrossEncoder]) -> None:
+    model = load_tiny("monot5")
+    with pytest.raises(TypeError, match="top_n"):
+        RerankCompressor(model=model, top_n=True)  # would keep one document
+    with pytest.raises(ValueError, match="score_threshold"):
+        RerankCompressor(model=model, score_threshold=float("nan"))  # would drop every document
+    with pytest.raises(ValueError, match="top_n"):
+        RerankCompressor(model=model, top_n=-1)
+    documents = corpus_documents()
+    assert len(RerankCompressor(model=model, score_threshold=float("-inf")).compress_documents(documents, "q")) == 24

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -138,6 +139,35 @@ def test_nodes_are_copied_never_mutated(load_tiny: Callable[..., CrossEncoder]) 
     assert [item.model_dump() for item in nodes] == before
 
 
+class Client:
+    """Stands for a database or HTTP client kept in metadata: it holds a lock, so it cannot be deep-copied."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+def test_metadata_that_cannot_be_deep_copied(load_tiny: Callable[..., CrossEncoder]) -> None:
+    lock, client = threading.Lock(), Client()
+    nodes = [
+        NodeWithScore(node=TextNode(text=text, metadata={"lock": lock, "client": client, "i": i}), score=0.5)
+        for i, text in enumerate(CORPUS)
+    ]
+    with pytest.raises(TypeError, match="pickle"):
+        copy.deepcopy(nodes[0])  # what the copies must not need
+    reranker = RerankPostprocessor(model=load_tiny("monot5"), top_n=3, keep_retrieval_score=True)
+    sync = reranker.postprocess_nodes(nodes, query_str=QUERIES[0])
+    for got in (sync, asyncio.run(reranker.apostprocess_nodes(nodes, query_str=QUERIES[0]))):
+        assert len(got) == 3
+        for item in got:
+            assert item.node.metadata["lock"] is lock and item.node.metadata["client"] is client
+            assert item.node.metadata["retrieval_score"] == 0.5 and type(item.score) is float
+            assert "retrieval_score" in item.node.excluded_llm_metadata_keys
+    for item in nodes:  # the originals: no new key, no new excluded key
+        assert set(item.node.metadata) == {"lock", "client", "i"}
+        assert item.node.excluded_llm_metadata_keys == item.node.excluded_embed_metadata_keys == []
+    assert [item.node.node_id for item in sync] == [nodes[item.node.metadata["i"]].node.node_id for item in sync]
+
+
 def test_scores_are_python_floats(load_tiny: Callable[..., CrossEncoder], monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_tiny("sequence-classification")
     with_numpy_scores(model, monkeypatch)
@@ -249,3 +279,18 @@ def test_model_loaded_from_a_path(tiny_paths: dict[str, str], load_tiny: Callabl
     assert_same_ranking(scored(got), expected)
     with pytest.raises(ValueError, match="listwise"):
         RerankPostprocessor(model=load_tiny("monot5"), iterative=True)
+
+
+def test_mistaken_options_are_named(load_tiny: Callable[..., CrossEncoder]) -> None:
+    model = load_tiny("monot5")
+    with pytest.raises(TypeError, match="top_n"):
+        RerankPostprocessor(model=model, top_n=True)  # would keep one node
+    with pytest.raises(ValueError, match="score_threshold"):
+        RerankPostprocessor(model=model, score_threshold=float("nan"))  # would drop every node
+    with pytest.raises(TypeError, match="batch_size"):
+        RerankPostprocessor(model=model, batch_size=True)
+    nodes = corpus_nodes()
+    assert (
+        len(RerankPostprocessor(model=model, score_threshold=float("-inf")).postprocess_nodes(nodes, query_str="q"))
+        == 24
+    )
