@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,13 @@ CASE_IDS = [f"{kind}{'-iterative' if iterative else ''}" for kind, iterative in 
 # 24 distinct texts, one empty: more than ListConRanker's 20, so that its iterative inference runs two rounds.
 CORPUS: list[str] = DOCUMENTS + [f"Fact {i}: {text}" for i, text in enumerate(DOCUMENTS * 2)]
 assert len(set(CORPUS)) == len(CORPUS) > 20
+
+
+class Client:
+    """Stands for a database or HTTP client kept in metadata: it holds a lock, so it cannot be deep-copied."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
 
 
 def expected_ranking(model: Any, query: str, texts: list[str], iterative: bool = False) -> list[tuple[str, float]]:

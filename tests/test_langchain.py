@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sentence_transformers
+import test_adapters
 import torch
 from conftest import QUERIES
 from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -97,15 +98,8 @@ def test_documents_are_copied_never_mutated(load_tiny: Callable[..., CrossEncode
     assert documents == before
 
 
-class Client:
-    """Stands for a database or HTTP client kept in metadata: it holds a lock, so it cannot be deep-copied."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-
-
 def test_metadata_that_cannot_be_deep_copied(load_tiny: Callable[..., CrossEncoder]) -> None:
-    lock, client = threading.Lock(), Client()
+    lock, client = threading.Lock(), test_adapters.Client()
     documents = [
         Document(page_content=text, metadata={"lock": lock, "client": client, "i": i}) for i, text in enumerate(CORPUS)
     ]
@@ -142,6 +136,7 @@ def test_threshold_then_top_n(load_tiny: Callable[..., CrossEncoder]) -> None:
     assert_same_ranking(run(score_threshold=threshold), [p for p in full if p[1] >= threshold])
     assert_same_ranking(run(score_threshold=threshold, top_n=10), full[:6])
     assert_same_ranking(run(score_threshold=threshold, top_n=2), full[:2])
+    assert_same_ranking(run(score_threshold=float("-inf")), full)  # infinite thresholds are valid
     assert run(score_threshold=full[0][1] + 1.0, top_n=2) == []
 
 
@@ -236,13 +231,9 @@ def test_rank_kwargs_are_forwarded(load_tiny: Callable[..., CrossEncoder]) -> No
         RerankCompressor(model=model, rank_kwargs={"top_k": 3})
 
 
-def test_mistaken_options_are_named(load_tiny: Callable[..., CrossEncoder]) -> None:
-    model = load_tiny("monot5")
-    with pytest.raises(TypeError, match="top_n"):
-        RerankCompressor(model=model, top_n=True)  # would keep one document
-    with pytest.raises(ValueError, match="score_threshold"):
-        RerankCompressor(model=model, score_threshold=float("nan"))  # would drop every document
-    with pytest.raises(ValueError, match="top_n"):
-        RerankCompressor(model=model, top_n=-1)
-    documents = corpus_documents()
-    assert len(RerankCompressor(model=model, score_threshold=float("-inf")).compress_documents(documents, "q")) == 24
+@pytest.mark.parametrize(("name", "value", "error"), test_adapters.BAD_OPTIONS, ids=test_adapters.BAD_IDS)
+def test_mistaken_options_are_named(
+    name: str, value: Any, error: type[Exception], load_tiny: Callable[..., CrossEncoder]
+) -> None:
+    with pytest.raises(error, match=name):  # e.g. top_n=True would keep one, a NaN threshold none
+        RerankCompressor(model=load_tiny("monot5"), **{name: value})

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sentence_transformers
+import test_adapters
 from conftest import QUERIES
 from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
@@ -139,15 +140,8 @@ def test_nodes_are_copied_never_mutated(load_tiny: Callable[..., CrossEncoder]) 
     assert [item.model_dump() for item in nodes] == before
 
 
-class Client:
-    """Stands for a database or HTTP client kept in metadata: it holds a lock, so it cannot be deep-copied."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-
-
 def test_metadata_that_cannot_be_deep_copied(load_tiny: Callable[..., CrossEncoder]) -> None:
-    lock, client = threading.Lock(), Client()
+    lock, client = threading.Lock(), test_adapters.Client()
     nodes = [
         NodeWithScore(node=TextNode(text=text, metadata={"lock": lock, "client": client, "i": i}), score=0.5)
         for i, text in enumerate(CORPUS)
@@ -187,6 +181,7 @@ def test_threshold_then_top_n(load_tiny: Callable[..., CrossEncoder]) -> None:
     assert_same_ranking(run(score_threshold=threshold), [p for p in full if p[1] >= threshold])
     assert_same_ranking(run(score_threshold=threshold, top_n=10), full[:6])
     assert_same_ranking(run(score_threshold=threshold, top_n=2), full[:2])
+    assert_same_ranking(run(score_threshold=float("-inf")), full)  # infinite thresholds are valid
     assert run(score_threshold=full[0][1] + 1.0) == []
 
 
@@ -281,16 +276,9 @@ def test_model_loaded_from_a_path(tiny_paths: dict[str, str], load_tiny: Callabl
         RerankPostprocessor(model=load_tiny("monot5"), iterative=True)
 
 
-def test_mistaken_options_are_named(load_tiny: Callable[..., CrossEncoder]) -> None:
-    model = load_tiny("monot5")
-    with pytest.raises(TypeError, match="top_n"):
-        RerankPostprocessor(model=model, top_n=True)  # would keep one node
-    with pytest.raises(ValueError, match="score_threshold"):
-        RerankPostprocessor(model=model, score_threshold=float("nan"))  # would drop every node
-    with pytest.raises(TypeError, match="batch_size"):
-        RerankPostprocessor(model=model, batch_size=True)
-    nodes = corpus_nodes()
-    assert (
-        len(RerankPostprocessor(model=model, score_threshold=float("-inf")).postprocess_nodes(nodes, query_str="q"))
-        == 24
-    )
+@pytest.mark.parametrize(("name", "value", "error"), test_adapters.BAD_OPTIONS, ids=test_adapters.BAD_IDS)
+def test_mistaken_options_are_named(
+    name: str, value: Any, error: type[Exception], load_tiny: Callable[..., CrossEncoder]
+) -> None:
+    with pytest.raises(error, match=name):  # e.g. top_n=True would keep one, a NaN threshold none
+        RerankPostprocessor(model=load_tiny("monot5"), **{name: value})
