@@ -1,12 +1,12 @@
 """What the LangChain and LlamaIndex adapters share: loading a model, one ``rank`` call per query, the cut-off.
 
-The adapters only turn framework objects into texts and back (as copies: the document or node and its metadata
-mapping are new objects, the metadata VALUES are the caller's own, never deep-copied, since a lock or a client
-cannot be); everything about options and scoring happens here, once, so that both frameworks rank exactly as
-``CrossEncoder.rank`` does. A listwise model's scores depend on the
-whole candidate list, so each query's candidates go to ``rank`` in one call. Calls on one model are serialised by
-that model's lock (concurrent forwards on one CPU model only fight over the same cores, and a user's module may
-keep per-call state); async callers wait for it in a worker thread, never on the event loop.
+The adapters only turn framework objects into texts and back; everything about options and scoring happens
+here, once, so that both frameworks rank exactly as ``CrossEncoder.rank`` does. They return copies: the document
+or node and its metadata mapping are new objects, but the metadata values are the caller's own, never
+deep-copied (a lock or a client cannot be). A listwise model's scores depend on the whole candidate list, so
+each query's candidates go to ``rank`` in one call. Calls on one model are serialised by that model's lock
+(concurrent forwards on one CPU model only fight over the same cores, and a user's module may keep per-call
+state); async callers wait for it in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -31,6 +31,13 @@ ModelLike: TypeAlias = STCrossEncoder | str | os.PathLike[str]
 
 # Arguments the adapters set themselves; rank_kwargs may not override them.
 RESERVED_RANK_KWARGS = frozenset({"query", "documents", "top_k", "return_documents", "batch_size", "iterative"})
+
+# What check_number accepts for each numeric option.
+EXPECTED_NUMBERS = {
+    "top_n": "an int >= 1, or None",
+    "score_threshold": "a number other than NaN (no score reaches NaN), or None",
+    "batch_size": "an int >= 1",
+}
 
 _locks: weakref.WeakKeyDictionary[STCrossEncoder, threading.Lock] = weakref.WeakKeyDictionary()
 _locks_guard = threading.Lock()
@@ -141,14 +148,12 @@ def check_number(name: str, value: Any) -> None:
     """
     if value is None and name != "batch_size":
         return
-    if name == "score_threshold":
-        expected, valid = "a number (not NaN: no score reaches it) or None", numbers.Real
-    else:
-        expected, valid = "an int >= 1" + (" or None" if name == "top_n" else ""), numbers.Integral
+    expected = EXPECTED_NUMBERS[name]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {expected}, got {value!r} ({type(value).__name__}).")
-    if not isinstance(value, valid) or math.isnan(value) or (valid is numbers.Integral and value < 1):
-        raise ValueError(f"{name} must be {expected}, got {value!r}.")
+        raise TypeError(f"{name} must be {expected}; got {value!r} ({type(value).__name__}).")
+    whole = isinstance(value, numbers.Integral) and int(value) >= 1
+    if math.isnan(value) or (name != "score_threshold" and not whole):
+        raise ValueError(f"{name} must be {expected}; got {value!r}.")
 
 
 def check_texts(texts: Sequence[Any], what: str) -> None:
