@@ -140,3 +140,14 @@ def test_a_long_url_in_text_is_cut_and_the_words_around_it_still_snap(load_tiny)
     assert in_the_url  # windows inside the URL, cut between its tokens
     for piece in pieces:  # words of the filler are never cut
         assert all(word in FILLER.split() or word in URL for word in piece.split())
+
+
+def test_windowed_score_of_text_without_spaces_is_no_longer_the_truncated_score(load_tiny):
+    """The symptom users saw: with every window the whole (truncated) document, window= changed nothing."""
+    model, window = load_tiny("sequence-classification"), Window(size=64, stride=32)
+    query = QUERIES[0]
+    truncated = float(model.predict([(query, NO_SPACES)])[0])
+    windowed = float(model.predict([(query, NO_SPACES)], window=window)[0])
+    per_window = model.predict([(query, piece) for piece in split_document(model.tokenizer, NO_SPACES, window)])
+    assert windowed == pytest.approx(float(per_window.max()), abs=1e-6)
+    assert abs(windowed - truncated) > 1e-4
