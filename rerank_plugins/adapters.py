@@ -1,23 +1,27 @@
 """What the LangChain and LlamaIndex adapters share: loading a model, one ``rank`` call per query, the cut-off.
 
-The adapters only turn framework objects into texts and back; everything about scoring happens here, once,
-so that both frameworks rank exactly as ``CrossEncoder.rank`` does. A listwise model's scores depend on the
-whole candidate list, so each query's candidates go to ``rank`` in one call. Calls on one model are serialised by
-that model's lock (concurrent forwards on one CPU model only fight over the same cores, and a user's module may
-keep per-call state); async callers wait for it in a worker thread, never on the event loop.
+The adapters only turn framework objects into texts and back; everything about options and scoring happens
+here, once, so that both frameworks rank exactly as ``CrossEncoder.rank`` does. They return copies: the document
+or node and its metadata mapping are new objects, but the metadata values are the caller's own, never
+deep-copied (a lock or a client cannot be). A listwise model's scores depend on the whole candidate list, so
+each query's candidates go to ``rank`` in one call. Calls on one model are serialised by that model's lock
+(concurrent forwards on one CPU model only fight over the same cores, and a user's module may keep per-call
+state); async callers wait for it in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import math
+import numbers
 import os
 import threading
 import weakref
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeAlias
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from sentence_transformers import CrossEncoder as STCrossEncoder
 
 from rerank_plugins.cross_encoder import CrossEncoder
@@ -28,12 +32,24 @@ ModelLike: TypeAlias = STCrossEncoder | str | os.PathLike[str]
 # Arguments the adapters set themselves; rank_kwargs may not override them.
 RESERVED_RANK_KWARGS = frozenset({"query", "documents", "top_k", "return_documents", "batch_size", "iterative"})
 
+# What check_number accepts for each numeric option.
+EXPECTED_NUMBERS = {
+    "top_n": "an int >= 1, or None",
+    "score_threshold": "a number other than NaN (no score reaches NaN), or None",
+    "batch_size": "an int >= 1",
+}
+
 _locks: weakref.WeakKeyDictionary[STCrossEncoder, threading.Lock] = weakref.WeakKeyDictionary()
 _locks_guard = threading.Lock()
 
 
 class RerankOptions(BaseModel):
-    """The options both adapters share, as pydantic fields (both frameworks' components are pydantic models)."""
+    """The options both adapters share, as pydantic fields (both frameworks' components are pydantic models).
+
+    Both adapters take ``model`` first: a ``CrossEncoder`` (``rerank_plugins`` or plain sentence-transformers),
+    or a hub id / local path that ``rerank_plugins.CrossEncoder`` loads, with any of its keyword arguments
+    (``device=``, ``family=``, ``max_length=``, ...) passed alongside the fields below.
+    """
 
     top_n: int | None = Field(default=None, ge=1, description="Keep the best top_n documents; None keeps all.")
     score_threshold: float | None = Field(
@@ -45,6 +61,22 @@ class RerankOptions(BaseModel):
         default_factory=dict, description="Further keyword arguments for CrossEncoder.rank, e.g. show_progress_bar."
     )
 
+    @field_validator("top_n", "score_threshold", "batch_size", mode="before")
+    @classmethod
+    def _check_number(cls, value: Any, info: ValidationInfo) -> Any:
+        check_number(str(info.field_name), value)
+        return value
+
+    @classmethod
+    def load(cls, model: ModelLike, kwargs: dict[str, Any]) -> tuple[dict[str, Any], STCrossEncoder]:
+        """An adapter's own fields among ``kwargs``, and ``model`` loaded with the rest (see :func:`load_model`)."""
+        fields, model_kwargs = split_kwargs(cls.model_fields, kwargs)
+        return fields, load_model(model, **model_kwargs)
+
+    def check_model(self, model: STCrossEncoder) -> None:
+        """Reject options that ``model`` cannot honour (see :func:`check_options`)."""
+        check_options(model, self.iterative, self.rank_kwargs)
+
     def rank_options(self) -> dict[str, Any]:
         """These options as keyword arguments of :func:`rerank`."""
         return {
@@ -54,6 +86,10 @@ class RerankOptions(BaseModel):
             "iterative": self.iterative,
             "rank_kwargs": self.rank_kwargs,
         }
+
+    def rank_texts(self, model: STCrossEncoder, query: str, texts: Sequence[str]) -> list[tuple[int, float]]:
+        """:func:`rerank` with these options."""
+        return rerank(model, query, texts, **self.rank_options())
 
 
 def split_kwargs(field_names: Collection[str], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -104,6 +140,22 @@ def check_options(model: STCrossEncoder, iterative: bool, rank_kwargs: Mapping[s
         raise ValueError(f"rank_kwargs may not set {sorted(reserved)}: use the adapter's own fields.")
 
 
+def check_number(name: str, value: Any) -> None:
+    """A TypeError or ValueError naming ``name`` unless ``value`` suits it (top_n, score_threshold, batch_size).
+
+    Bools are refused although Python counts them as ints (``top_n=True`` would keep one document), and so is a
+    NaN threshold, which no score reaches; ``-inf`` and ``inf`` are thresholds like any other.
+    """
+    if value is None and name != "batch_size":
+        return
+    expected = EXPECTED_NUMBERS[name]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}; got {value!r} ({type(value).__name__}).")
+    whole = isinstance(value, numbers.Integral) and int(value) >= 1
+    if math.isnan(value) or (name != "score_threshold" and not whole):
+        raise ValueError(f"{name} must be {expected}; got {value!r}.")
+
+
 def check_texts(texts: Sequence[Any], what: str) -> None:
     """A TypeError naming the first input whose text is not a str (``what`` names the framework's object)."""
     for index, text in enumerate(texts):
@@ -138,6 +190,11 @@ def rerank(
     """
     if not isinstance(query, str):
         raise TypeError(f"The query must be a str, got {type(query).__name__}.")
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise TypeError(f"texts must be a list of str, got a {type(texts).__name__}.")
+    check_texts(texts, "Text")
+    for name, value in (("top_n", top_n), ("score_threshold", score_threshold), ("batch_size", batch_size)):
+        check_number(name, value)
     kwargs = dict(rank_kwargs or {})
     check_options(model, iterative, kwargs)
     if not texts:
@@ -154,4 +211,4 @@ def rerank(
 
 async def arerank(model: STCrossEncoder, query: str, texts: Sequence[str], **options: Any) -> list[tuple[int, float]]:
     """:func:`rerank` in a worker thread, so that scoring never blocks the event loop."""
-    return await asyncio.to_thread(rerank, model, query, list(texts), **options)
+    return await asyncio.to_thread(rerank, model, query, texts, **options)

@@ -195,7 +195,7 @@ def _ray_results(args: argparse.Namespace, jobs: list[Any], rank_kwargs: dict[st
         concurrency=args.concurrency,
         num_gpus=args.num_gpus,
         listwise=listwise,
-        **rank_kwargs,
+        rank_kwargs=rank_kwargs,
     )
 
 

@@ -1,8 +1,8 @@
 """LlamaIndex: ``RerankPostprocessor``, a node postprocessor for query engines and retrievers.
 
-Unlike LlamaIndex's own ``SentenceTransformerRerank`` it returns deep copies of the nodes with ``score`` a
-Python float, so the caller's nodes and their metadata never change, and it emits the instrumentation
-events ``ReRankStartEvent`` / ``ReRankEndEvent``. It needs only ``llama-index-core``
+Unlike LlamaIndex's own ``SentenceTransformerRerank`` it returns copies of the nodes with ``score`` a Python
+float, so the caller's nodes and their metadata mappings never change, and it emits the instrumentation events
+``ReRankStartEvent`` / ``ReRankEndEvent``. It needs only ``llama-index-core``
 (``pip install "rerank-plugins[llama-index]"``).
 
     >>> from rerank_plugins.llama_index import RerankPostprocessor
@@ -12,21 +12,12 @@ events ``ReRankStartEvent`` / ``ReRankEndEvent``. It needs only ``llama-index-co
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sentence_transformers import CrossEncoder as STCrossEncoder
 
-from rerank_plugins.adapters import (
-    ModelLike,
-    RerankOptions,
-    arerank,
-    check_options,
-    check_texts,
-    load_model,
-    model_name,
-    rerank,
-    split_kwargs,
-)
+from rerank_plugins.adapters import ModelLike, RerankOptions, check_texts, model_name
 
 try:
     from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -34,7 +25,7 @@ try:
     from llama_index.core.instrumentation import get_dispatcher
     from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
     from llama_index.core.postprocessor.types import BaseNodePostprocessor
-    from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+    from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
         'RerankPostprocessor needs llama-index-core: pip install "rerank-plugins[llama-index]"'
@@ -51,15 +42,14 @@ class RerankPostprocessor(RerankOptions, BaseNodePostprocessor):
     """Rerank LlamaIndex nodes with a cross-encoder; each query's nodes are scored in one ``rank`` call.
 
     Args:
-        model: a ``CrossEncoder`` (``rerank_plugins`` or plain sentence-transformers), or a hub id / local path
-            that ``rerank_plugins.CrossEncoder`` loads, with any of its keyword arguments (``device=``,
-            ``family=``, ``max_length=``, ...) passed alongside.
-        top_n, score_threshold, batch_size, iterative, rank_kwargs: see ``rerank_plugins.adapters.RerankOptions``.
+        model, top_n, score_threshold, batch_size, iterative, rank_kwargs: see ``adapters.RerankOptions``.
         keep_retrieval_score: also keep each node's retrieval score, as ``metadata["retrieval_score"]``.
         metadata_mode: which text of a node is scored; ``EMBED`` (LlamaIndex's rerankers' choice) includes the
             metadata the embedder sees, ``NONE`` scores the bare text.
 
-    Returns deep copies of the nodes, best first, with ``score`` the reranker's.
+    Returns new ``NodeWithScore`` objects, best first, with ``score`` the reranker's, holding copies of the
+    nodes. A copy's metadata (and its lists of excluded keys) are new; the metadata values, relationships and
+    embedding are the original's own objects (never deep-copied: a lock or a client cannot be).
     """
 
     model: str = Field(description="The id or path the cross-encoder was loaded from, or its name.")
@@ -70,11 +60,10 @@ class RerankPostprocessor(RerankOptions, BaseNodePostprocessor):
     _model: STCrossEncoder = PrivateAttr()
 
     def __init__(self, model: ModelLike, **kwargs: Any) -> None:
-        fields, model_kwargs = split_kwargs(type(self).model_fields, kwargs)
-        loaded = load_model(model, **model_kwargs)
+        fields, loaded = self.load(model, kwargs)
         super().__init__(**{**fields, "model": model_name(loaded, model)})
         self._model = loaded
-        check_options(loaded, self.iterative, self.rank_kwargs)
+        self.check_model(loaded)
 
     @classmethod
     def class_name(cls) -> str:
@@ -86,28 +75,19 @@ class RerankPostprocessor(RerankOptions, BaseNodePostprocessor):
         return self._model
 
     def _postprocess_nodes(
-        self,
-        nodes: list[NodeWithScore],
-        query_bundle: QueryBundle | None = None,
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
         query, texts = self._texts(nodes, query_bundle)
         if not nodes:
             return []
         event_id = self._start(nodes, query_bundle)
-        ranked = rerank(self._model, query, texts, **self.rank_options())
-        return self._end(nodes, ranked, event_id)
+        return self._end(nodes, self.rank_texts(self._model, query, texts), event_id)
 
     async def _apostprocess_nodes(
-        self,
-        nodes: list[NodeWithScore],
-        query_bundle: QueryBundle | None = None,
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        query, texts = self._texts(nodes, query_bundle)
-        if not nodes:
-            return []
-        event_id = self._start(nodes, query_bundle)
-        ranked = await arerank(self._model, query, texts, **self.rank_options())
-        return self._end(nodes, ranked, event_id)
+        """:meth:`_postprocess_nodes` in a worker thread, so that the event loop stays free."""
+        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
 
     # -- framework objects to texts and back -------------------------------------------------------------------
     def _texts(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> tuple[str, list[str]]:
@@ -135,19 +115,24 @@ class RerankPostprocessor(RerankOptions, BaseNodePostprocessor):
         )
 
     def _end(self, nodes: list[NodeWithScore], ranked: list[tuple[int, float]], event_id: str) -> list[NodeWithScore]:
-        """Deep copies of the kept nodes, best first, with the reranker's score; then the end events."""
-        reranked = []
-        for index, score in ranked:
-            copy = nodes[index].model_copy(deep=True)
-            if self.keep_retrieval_score:
-                copy.node.metadata[RETRIEVAL_SCORE_KEY] = nodes[index].score
-                for excluded in (copy.node.excluded_embed_metadata_keys, copy.node.excluded_llm_metadata_keys):
-                    if RETRIEVAL_SCORE_KEY not in excluded:
-                        excluded.append(RETRIEVAL_SCORE_KEY)  # bookkeeping, not content for an LLM or embedder
-            copy.score = score
-            reranked.append(copy)
+        """The kept nodes, best first, as copies with the reranker's score; then the end events."""
+        reranked = [NodeWithScore(node=self._copy(nodes[index]), score=score) for index, score in ranked]
         self.callback_manager.on_event_end(
             CBEventType.RERANKING, payload={EventPayload.NODES: reranked}, event_id=event_id
         )
         dispatcher.event(ReRankEndEvent(nodes=reranked))
         return reranked
+
+    def _copy(self, item: NodeWithScore) -> BaseNode:
+        """A copy of ``item.node`` with a new metadata dict and new lists of excluded keys; the values are shared."""
+        node = item.node
+        metadata = dict(node.metadata)
+        excluded = {
+            key: list(getattr(node, key)) for key in ("excluded_embed_metadata_keys", "excluded_llm_metadata_keys")
+        }
+        if self.keep_retrieval_score:
+            metadata[RETRIEVAL_SCORE_KEY] = item.score
+            for keys in excluded.values():  # bookkeeping, not content for an LLM or embedder
+                if RETRIEVAL_SCORE_KEY not in keys:
+                    keys.append(RETRIEVAL_SCORE_KEY)
+        return node.model_copy(update={"metadata": metadata, **excluded})

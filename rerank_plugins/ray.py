@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -22,6 +22,26 @@ from rerank_plugins.trec import Job, Ranking, order_ranking, score_query
 
 COLUMNS = ("qid", "docid", "query", "text")
 """The columns :func:`rerank_dataset` needs; others (e.g. ``position``) are passed through."""
+
+
+class ActorOptions(TypedDict, total=False):
+    """What the actors load, how they are fed and scheduled: the keyword arguments both Ray functions take.
+
+    Attributes:
+        model_kwargs: ``CrossEncoder`` keyword arguments (``family``, ``preset``, ``max_length``, ``device``...).
+        batch_size: rows per actor call and per model forward (listwise: texts per encoder forward); 32.
+        concurrency: actors in the pool: ``n`` (1), or ``(min, max)`` to let Ray Data autoscale between them.
+        num_gpus: GPUs reserved per actor (0; e.g. 1, or a fraction to pack several actors on one GPU).
+        num_cpus: CPUs reserved per actor (Ray's default when None or not given).
+        listwise: whether to score whole queries together; None (the default) detects it (see :func:`is_listwise`).
+    """
+
+    model_kwargs: Mapping[str, Any] | None
+    batch_size: int
+    concurrency: int | tuple[int, int]
+    num_gpus: float
+    num_cpus: float | None
+    listwise: bool | None
 
 
 def import_ray() -> Any:
@@ -96,29 +116,20 @@ def rerank_dataset(
     ds: Any,
     model_name_or_path: str,
     *,
-    model_kwargs: Mapping[str, Any] | None = None,
-    batch_size: int = 32,
-    concurrency: int | tuple[int, int] = 1,
-    num_gpus: float = 0,
-    num_cpus: float | None = None,
-    listwise: bool | None = None,
     rank_kwargs: Mapping[str, Any] | None = None,
     num_partitions: int | None = None,
+    **options: Unpack[ActorOptions],
 ) -> Any:
     """Score every row of a Ray ``Dataset`` of ``(qid, docid, query, text)`` rows; returns it with a ``score`` column.
 
     Args:
         ds: a ``ray.data.Dataset`` with at least the columns :data:`COLUMNS` (strings).
         model_name_or_path: what each actor loads; a hub id, or a path that every node can read.
-        model_kwargs: ``CrossEncoder`` keyword arguments (``family``, ``preset``, ``max_length``, ``device``...).
-        batch_size: rows per actor call and per model forward (listwise: texts per encoder forward).
-        concurrency: actors in the pool: ``n``, or ``(min, max)`` to let Ray Data autoscale between them.
-        num_gpus: GPUs reserved per actor (e.g. 1; a fraction packs several actors on one GPU).
-        num_cpus: CPUs reserved per actor (Ray's default when None).
-        listwise: whether to score whole queries together; None detects it (see :func:`is_listwise`).
         rank_kwargs: ``CrossEncoder.rank`` options: ``{"window": Window(...)}`` for any model, and e.g.
             ``{"iterative": True}`` for listwise models.
         num_partitions: listwise only: partitions of the shuffle that groups rows by qid (Ray's default if None).
+        options: ``model_kwargs``, ``batch_size``, ``concurrency``, ``num_gpus``, ``num_cpus``, ``listwise``:
+            see :class:`ActorOptions`.
 
     Nothing runs until the result is consumed (Ray Data is lazy); rows come back in no particular order.
     """
@@ -126,50 +137,53 @@ def rerank_dataset(
     missing = [column for column in COLUMNS if column not in ds.columns()]
     if missing:
         raise ValueError(f"the dataset lacks the column(s) {', '.join(missing)}; it needs {', '.join(COLUMNS)}")
-    kwargs = dict(model_kwargs or {})
+    check_actor_options(options)
+    kwargs = dict(options.get("model_kwargs") or {})
+    listwise = options.get("listwise")
     if listwise is None:
         listwise = is_listwise(model_name_or_path, kwargs)
     if not listwise and set(rank_kwargs or {}) - {"window"}:
         raise ValueError(f"rank options {sorted(set(rank_kwargs or {}) - {'window'})} apply to listwise models only")
+    concurrency = options.get("concurrency", 1)
     size = (concurrency, concurrency) if isinstance(concurrency, int) else concurrency
-    options: dict[str, Any] = {
+    batch_size = options.get("batch_size", 32)
+    actor: dict[str, Any] = {
+        "fn_constructor_args": (model_name_or_path, kwargs, batch_size, dict(rank_kwargs or {})),
         "compute": ray.data.ActorPoolStrategy(min_size=size[0], max_size=size[1]),
         "batch_format": "numpy",
-        "num_gpus": num_gpus,
+        "num_gpus": options.get("num_gpus", 0),
     }
-    if num_cpus is not None:
-        options["num_cpus"] = num_cpus
+    if options.get("num_cpus") is not None:
+        actor["num_cpus"] = options["num_cpus"]
     if listwise:
-        return ds.groupby("qid", num_partitions=num_partitions).map_groups(
-            ListScorer,
-            fn_constructor_args=(model_name_or_path, kwargs, batch_size, dict(rank_kwargs or {})),
-            **options,
+        return ds.groupby("qid", num_partitions=num_partitions).map_groups(ListScorer, **actor)
+    return ds.map_batches(PairScorer, batch_size=batch_size, **actor)
+
+
+def check_actor_options(options: Mapping[str, Any]) -> None:
+    """A TypeError naming any keyword that is not an :class:`ActorOptions` key (a typo would be ignored)."""
+    unknown = sorted(set(options) - ActorOptions.__optional_keys__)
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {unknown}: the actor options are {sorted(ActorOptions.__optional_keys__)}, "
+            "and rank options go in rank_kwargs="
         )
-    return ds.map_batches(
-        PairScorer,
-        batch_size=batch_size,
-        fn_constructor_args=(model_name_or_path, kwargs, batch_size, dict(rank_kwargs or {})),
-        **options,
-    )
 
 
 def rerank_jobs(
     jobs: Iterable[Job],
     model_name_or_path: str,
     *,
-    model_kwargs: Mapping[str, Any] | None = None,
-    batch_size: int = 32,
-    concurrency: int | tuple[int, int] = 1,
-    num_gpus: float = 0,
-    num_cpus: float | None = None,
-    listwise: bool | None = None,
-    **rank_kwargs: Any,
+    rank_kwargs: Mapping[str, Any] | None = None,
+    **options: Unpack[ActorOptions],
 ) -> Iterator[tuple[str, Ranking]]:
     """The Ray counterpart of :func:`rerank_plugins.trec.rerank_jobs`: yields ``(qid, ranking)`` per finished query.
 
-    Rows stream back from the actors in any order; a query is yielded once all its rows have come back, ordered
-    exactly as the local path orders it, so that ``rerank-run --engine ray`` can save and resume query by query.
+    ``rank_kwargs`` and ``options`` are those of :func:`rerank_dataset`. Rows stream back from the actors in any
+    order; a query is yielded once all its rows have come back, ordered exactly as the local path orders it, so
+    that ``rerank-run --engine ray`` can save and resume query by query.
     """
+    check_actor_options(options)  # before any row is built
     ray = import_ray()
     by_qid = {job.qid: job for job in jobs}
     rows = [
@@ -182,14 +196,9 @@ def rerank_jobs(
     scored = rerank_dataset(
         ray.data.from_items(rows),
         model_name_or_path,
-        model_kwargs=model_kwargs,
-        batch_size=batch_size,
-        concurrency=concurrency,
-        num_gpus=num_gpus,
-        num_cpus=num_cpus,
-        listwise=listwise,
         rank_kwargs=rank_kwargs,
         num_partitions=min(len(by_qid), 64),  # Ray's default (200) is slow for a few queries
+        **options,
     )
     scores = {qid: [math.nan] * len(job.docids) for qid, job in by_qid.items()}
     waiting = {qid: len(job.docids) for qid, job in by_qid.items()}

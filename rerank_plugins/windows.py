@@ -1,11 +1,15 @@
 """Long documents: split into overlapping token windows, score each, aggregate (MaxP by default).
 
 Windows are cut in the document's TEXT (the tokenizer's character offsets, snapped to whole words), so each
-window is an ordinary document for every family: no template, special token or truncation rule changes.
+window is an ordinary document for every family: no template, special token or truncation rule changes. A word
+longer than a window (text without spaces: Chinese, Japanese, a long URL) is cut between two of its tokens
+instead, so a window never grows to the whole document and the work stays linear in the document's length.
 """
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,7 +24,9 @@ class Window:
 
     Args:
         size: tokens of the document per window (the model's tokenizer counts them). Choose it so that
-            the query, the template and ``size`` tokens fit the model's ``max_length``.
+            the query, the template and ``size`` tokens fit the model's ``max_length``. A window's edges snap
+            to whole words, which can add the rest of a word at either end; a word longer than ``size`` tokens
+            is cut between tokens.
         stride: tokens between the starts of two windows; ``size // 2`` (half overlap) by default.
         aggregate: ``"max"`` (MaxP, the default), ``"first"`` (FirstP) or ``"mean"`` over the window scores.
     """
@@ -56,23 +62,42 @@ def as_window(window: Window | dict[str, Any] | bool | None) -> Window | None:
 
 
 def split_document(tokenizer: Any, document: str, window: Window) -> list[str]:
-    """The document's windows, as text; a document that fits in one window is returned whole."""
+    """The document's windows, as text; a document that fits in one window is returned whole.
+
+    A window's edges snap outwards to whole words, unless that word is longer than the window itself.
+    """
     spans = _token_spans(tokenizer, document)
     if len(spans) <= window.size:
         return [document]
+    words = _Words(document, spans)
     pieces = []
     for start in range(0, len(spans), window.step):
         end = min(start + window.size, len(spans))
         begin, finish = spans[start][0], spans[end - 1][1]
-        # Snap to whole words: a window never starts or ends inside a word.
-        while begin > 0 and not document[begin - 1].isspace():
-            begin -= 1
-        while finish < len(document) and not document[finish].isspace():
-            finish += 1
+        if begin > 0 and not document[begin - 1].isspace() and (word := words.around(begin - 1, window.size)):
+            begin = word[0]
+        if finish < len(document) and not document[finish].isspace() and (word := words.around(finish, window.size)):
+            finish = word[1]
         pieces.append(document[begin:finish])
         if end == len(spans):
             break
     return pieces
+
+
+class _Words:
+    """The whitespace-separated words of a text, and how many of its tokens each spans (found by bisection)."""
+
+    def __init__(self, text: str, spans: list[tuple[int, int]]) -> None:
+        self.words = [match.span() for match in re.finditer(r"\S+", text)]
+        self.starts = [start for start, _ in self.words]
+        self.token_starts = [start for start, _ in spans]
+        self.token_ends = [end for _, end in spans]
+
+    def around(self, position: int, limit: int) -> tuple[int, int] | None:
+        """The span of the word holding character ``position``, or None if it has more than ``limit`` tokens."""
+        start, end = self.words[bisect_right(self.starts, position) - 1]
+        tokens = bisect_left(self.token_starts, end) - bisect_right(self.token_ends, start)
+        return (start, end) if tokens <= limit else None
 
 
 def first_tokens(tokenizer: Any, text: str, limit: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from conftest import DOCUMENTS
 
 from rerank_plugins import CrossEncoder
-from rerank_plugins.adapters import arerank, check_options, load_model, model_lock, rerank
+from rerank_plugins.adapters import RerankOptions, arerank, check_options, load_model, model_lock, rerank
 
 # Every family's tiny model, and ListConRanker's iterative inference too.
 CASES: list[tuple[str, bool]] = [
@@ -33,6 +34,13 @@ CASE_IDS = [f"{kind}{'-iterative' if iterative else ''}" for kind, iterative in 
 # 24 distinct texts, one empty: more than ListConRanker's 20, so that its iterative inference runs two rounds.
 CORPUS: list[str] = DOCUMENTS + [f"Fact {i}: {text}" for i, text in enumerate(DOCUMENTS * 2)]
 assert len(set(CORPUS)) == len(CORPUS) > 20
+
+
+class Client:
+    """Stands for a database or HTTP client kept in metadata: it holds a lock, so it cannot be deep-copied."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
 
 
 def expected_ranking(model: Any, query: str, texts: list[str], iterative: bool = False) -> list[tuple[str, float]]:
@@ -97,6 +105,62 @@ def test_options_are_checked(load_tiny: Callable[..., CrossEncoder]) -> None:
     check_options(load_tiny("listconranker"), iterative=True, rank_kwargs={"show_progress_bar": False})
     with pytest.raises(TypeError, match="query"):
         rerank(model, None, ["a"])  # type: ignore[arg-type]
+
+
+# (option, value, error): each must be refused with an error that names the option.
+BAD_OPTIONS: list[tuple[str, Any, type[Exception]]] = [
+    ("score_threshold", float("nan"), ValueError),  # no score is >= NaN: every document would be dropped
+    ("score_threshold", True, TypeError),
+    ("score_threshold", "0.5", TypeError),
+    ("top_n", True, TypeError),  # a bool is an int in Python: True would keep one document
+    ("top_n", False, TypeError),
+    ("top_n", 0, ValueError),
+    ("top_n", -1, ValueError),  # a slice [:-1] would drop the last document
+    ("top_n", 2.5, ValueError),
+    ("top_n", "3", TypeError),
+    ("batch_size", True, TypeError),
+    ("batch_size", 0, ValueError),
+    ("batch_size", None, TypeError),
+]
+BAD_IDS = [f"{name}={value!r}" for name, value, _ in BAD_OPTIONS]
+
+
+@pytest.mark.parametrize(("name", "value", "error"), BAD_OPTIONS, ids=BAD_IDS)
+def test_bad_options_are_refused_by_name(
+    name: str, value: Any, error: type[Exception], load_tiny: Callable[..., CrossEncoder]
+) -> None:
+    model = load_tiny("monot5")
+    with pytest.raises(error, match=name):  # a pydantic ValidationError is a ValueError that names the field
+        RerankOptions(**{name: value})
+    with pytest.raises(error, match=name):
+        rerank(model, "q", ["a", "b"], **{name: value})
+    options = RerankOptions()
+    setattr(options, name, value)  # no validation on assignment: scoring checks again
+    with pytest.raises(error, match=name):
+        options.rank_texts(model, "q", ["a", "b"])
+
+
+def test_good_options_keep_their_meaning(load_tiny: Callable[..., CrossEncoder]) -> None:
+    model = load_tiny("monot5")
+    full = rerank(model, "q", CORPUS)
+    assert rerank(model, "q", CORPUS, score_threshold=float("-inf")) == full  # infinite thresholds are thresholds
+    assert rerank(model, "q", CORPUS, score_threshold=float("inf")) == []
+    assert RerankOptions(top_n=np.int64(3), score_threshold=np.float32(0.5), batch_size=np.int32(4)).top_n == 3
+    assert RerankOptions(top_n=np.int64(3)).rank_texts(model, "q", CORPUS) == full[:3]
+
+
+@pytest.mark.parametrize(
+    "texts", ["a string", b"bytes", {"a": 1, "b": 2}, {"a", "b"}], ids=["str", "bytes", "dict", "set"]
+)
+def test_texts_must_be_a_list_not_a_str_or_mapping(texts: Any, load_tiny: Callable[..., CrossEncoder]) -> None:
+    model = load_tiny("monot5")
+    with pytest.raises(TypeError, match="texts must be a list of str"):
+        rerank(model, "q", texts)
+    with pytest.raises(TypeError, match="texts must be a list of str"):
+        asyncio.run(arerank(model, "q", texts))
+    with pytest.raises(TypeError, match="Text 1"):
+        rerank(model, "q", ["a", 2])  # type: ignore[list-item]
+    assert len(rerank(model, "q", ("a", "b"))) == 2  # any sequence of str
 
 
 def test_load_model(load_tiny: Callable[..., CrossEncoder], tiny_paths: dict[str, str]) -> None:

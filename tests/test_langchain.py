@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sentence_transformers
+import test_adapters
 import torch
 from conftest import QUERIES
 from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -92,8 +93,27 @@ def test_documents_are_copied_never_mutated(load_tiny: Callable[..., CrossEncode
         assert document is not original and document.metadata is not original.metadata
         assert set(document.metadata) == set(original.metadata) | {"relevance_score"}
         assert type(document.metadata["relevance_score"]) is float
-        document.metadata["tags"].append("changed downstream")
+        document.metadata["added downstream"] = True
+        assert document.metadata["tags"] is original.metadata["tags"]  # values are shared, never deep-copied
     assert documents == before
+
+
+def test_metadata_that_cannot_be_deep_copied(load_tiny: Callable[..., CrossEncoder]) -> None:
+    lock, client = threading.Lock(), test_adapters.Client()
+    documents = [
+        Document(page_content=text, metadata={"lock": lock, "client": client, "i": i}) for i, text in enumerate(CORPUS)
+    ]
+    with pytest.raises(TypeError, match="pickle"):
+        copy.deepcopy(documents[0])  # what the copies must not need
+    compressor = RerankCompressor(model=load_tiny("monot5"), top_n=3)
+    sync = compressor.compress_documents(documents, QUERIES[0])
+    for got in (sync, asyncio.run(compressor.acompress_documents(documents, QUERIES[0]))):
+        assert len(got) == 3
+        for document in got:
+            assert document.metadata["lock"] is lock and document.metadata["client"] is client
+            assert type(document.metadata["relevance_score"]) is float
+    assert all(set(document.metadata) == {"lock", "client", "i"} for document in documents)
+    assert [d.page_content for d in sync] == [CORPUS[d.metadata["i"]] for d in sync]
 
 
 def test_scores_are_python_floats(load_tiny: Callable[..., CrossEncoder], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,6 +136,7 @@ def test_threshold_then_top_n(load_tiny: Callable[..., CrossEncoder]) -> None:
     assert_same_ranking(run(score_threshold=threshold), [p for p in full if p[1] >= threshold])
     assert_same_ranking(run(score_threshold=threshold, top_n=10), full[:6])
     assert_same_ranking(run(score_threshold=threshold, top_n=2), full[:2])
+    assert_same_ranking(run(score_threshold=float("-inf")), full)  # infinite thresholds are valid
     assert run(score_threshold=full[0][1] + 1.0, top_n=2) == []
 
 
@@ -208,3 +229,11 @@ def test_rank_kwargs_are_forwarded(load_tiny: Callable[..., CrossEncoder]) -> No
     assert logits != expected_ranking(model, QUERIES[0], CORPUS)
     with pytest.raises(ValueError, match="top_k"):
         RerankCompressor(model=model, rank_kwargs={"top_k": 3})
+
+
+@pytest.mark.parametrize(("name", "value", "error"), test_adapters.BAD_OPTIONS, ids=test_adapters.BAD_IDS)
+def test_mistaken_options_are_named(
+    name: str, value: Any, error: type[Exception], load_tiny: Callable[..., CrossEncoder]
+) -> None:
+    with pytest.raises(error, match=name):  # e.g. top_n=True would keep one, a NaN threshold none
+        RerankCompressor(model=load_tiny("monot5"), **{name: value})

@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import sentence_transformers
+import test_adapters
 from conftest import QUERIES
 from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
@@ -138,6 +140,28 @@ def test_nodes_are_copied_never_mutated(load_tiny: Callable[..., CrossEncoder]) 
     assert [item.model_dump() for item in nodes] == before
 
 
+def test_metadata_that_cannot_be_deep_copied(load_tiny: Callable[..., CrossEncoder]) -> None:
+    lock, client = threading.Lock(), test_adapters.Client()
+    nodes = [
+        NodeWithScore(node=TextNode(text=text, metadata={"lock": lock, "client": client, "i": i}), score=0.5)
+        for i, text in enumerate(CORPUS)
+    ]
+    with pytest.raises(TypeError, match="pickle"):
+        copy.deepcopy(nodes[0])  # what the copies must not need
+    reranker = RerankPostprocessor(model=load_tiny("monot5"), top_n=3, keep_retrieval_score=True)
+    sync = reranker.postprocess_nodes(nodes, query_str=QUERIES[0])
+    for got in (sync, asyncio.run(reranker.apostprocess_nodes(nodes, query_str=QUERIES[0]))):
+        assert len(got) == 3
+        for item in got:
+            assert item.node.metadata["lock"] is lock and item.node.metadata["client"] is client
+            assert item.node.metadata["retrieval_score"] == 0.5 and type(item.score) is float
+            assert "retrieval_score" in item.node.excluded_llm_metadata_keys
+    for item in nodes:  # the originals: no new key, no new excluded key
+        assert set(item.node.metadata) == {"lock", "client", "i"}
+        assert item.node.excluded_llm_metadata_keys == item.node.excluded_embed_metadata_keys == []
+    assert [item.node.node_id for item in sync] == [nodes[item.node.metadata["i"]].node.node_id for item in sync]
+
+
 def test_scores_are_python_floats(load_tiny: Callable[..., CrossEncoder], monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_tiny("sequence-classification")
     with_numpy_scores(model, monkeypatch)
@@ -157,6 +181,7 @@ def test_threshold_then_top_n(load_tiny: Callable[..., CrossEncoder]) -> None:
     assert_same_ranking(run(score_threshold=threshold), [p for p in full if p[1] >= threshold])
     assert_same_ranking(run(score_threshold=threshold, top_n=10), full[:6])
     assert_same_ranking(run(score_threshold=threshold, top_n=2), full[:2])
+    assert_same_ranking(run(score_threshold=float("-inf")), full)  # infinite thresholds are valid
     assert run(score_threshold=full[0][1] + 1.0) == []
 
 
@@ -249,3 +274,11 @@ def test_model_loaded_from_a_path(tiny_paths: dict[str, str], load_tiny: Callabl
     assert_same_ranking(scored(got), expected)
     with pytest.raises(ValueError, match="listwise"):
         RerankPostprocessor(model=load_tiny("monot5"), iterative=True)
+
+
+@pytest.mark.parametrize(("name", "value", "error"), test_adapters.BAD_OPTIONS, ids=test_adapters.BAD_IDS)
+def test_mistaken_options_are_named(
+    name: str, value: Any, error: type[Exception], load_tiny: Callable[..., CrossEncoder]
+) -> None:
+    with pytest.raises(error, match=name):  # e.g. top_n=True would keep one, a NaN threshold none
+        RerankPostprocessor(model=load_tiny("monot5"), **{name: value})

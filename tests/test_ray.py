@@ -90,3 +90,15 @@ def test_rerank_dataset_checks_its_columns(local_ray: Any) -> None:
             listwise=False,
             rank_kwargs={"iterative": True},
         )
+
+
+def test_both_functions_take_the_same_actor_options_and_refuse_others(local_ray: Any) -> None:
+    ds = local_ray.data.from_items([{"qid": "1", "docid": "a", "query": "q", "text": "t"}])
+    with pytest.raises(TypeError, match="num_gpu"):
+        ray_engine.rerank_dataset(ds, "unused", listwise=False, num_gpu=1)  # type: ignore[call-arg]
+    job = trec.Job("1", "q", ["a"], ["t"], [])
+    with pytest.raises(TypeError, match=r"window.*rank_kwargs="):  # rank options are no longer bare keywords
+        list(ray_engine.rerank_jobs([job], "unused", listwise=False, window=True))  # type: ignore[call-arg]
+    assert ray_engine.ActorOptions.__optional_keys__ == {
+        "model_kwargs", "batch_size", "concurrency", "num_gpus", "num_cpus", "listwise"
+    }  # fmt: skip

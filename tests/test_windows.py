@@ -83,3 +83,71 @@ def test_aggregate_first_max_mean():
     assert aggregate(scores, owners, 3, "max").tolist() == pytest.approx([0.9, 0.5, 0.4])
     assert aggregate(scores, owners, 3, "first").tolist() == pytest.approx([0.1, 0.5, 0.2])
     assert aggregate(scores, owners, 3, "mean").tolist() == pytest.approx([0.5, 0.5, 0.3])
+
+
+# Text without spaces: 2,000 distinct CJK characters (one WordPiece token each), and a 300-segment URL.
+NO_SPACES = "".join(chr(0x4E00 + i) for i in range(2000))
+URL = "https://example.com/" + "/".join(f"seg{i}x{i * 7 % 13}" for i in range(300))
+
+
+def window_positions(document: str, pieces: list[str]) -> list[int]:
+    """Where each window starts in the document (the windows are in order; their texts are unique here)."""
+    positions, start = [], 0
+    for piece in pieces:
+        start = document.index(piece, start)
+        positions.append(start)
+    return positions
+
+
+def test_a_word_longer_than_the_window_is_cut_inside(load_tiny):
+    """Text without spaces is one 'word': windows used to snap to it, so every window was the whole document."""
+    tokenizer, window = load_tiny("sequence-classification").tokenizer, Window(size=64, stride=32)
+    n_tokens = len(tokenizer(NO_SPACES, add_special_tokens=False)["input_ids"])
+    assert n_tokens == len(NO_SPACES)  # one token per character: token counts are exact below
+    pieces = split_document(tokenizer, NO_SPACES, window)
+    assert len(pieces) == int(np.ceil((n_tokens - 64) / 32)) + 1
+    assert all(len(tokenizer(piece, add_special_tokens=False)["input_ids"]) <= 64 for piece in pieces)
+    positions = window_positions(NO_SPACES, pieces)
+    assert positions[0] == 0 and positions[-1] + len(pieces[-1]) == len(NO_SPACES)
+    assert all(nxt < pos + len(piece) for pos, piece, nxt in zip(positions, pieces, positions[1:], strict=False))
+
+
+def test_windows_of_text_without_spaces_grow_linearly(load_tiny):
+    """Work in proportion to the length: twice the text, twice the windows and twice the characters scored."""
+    tokenizer, window = load_tiny("sequence-classification").tokenizer, Window(size=64, stride=32)
+    half, whole = (split_document(tokenizer, NO_SPACES[:n], window) for n in (1000, 2000))
+    assert 1.9 < len(whole) / len(half) < 2.1
+    assert sum(map(len, whole)) <= 2 * len(NO_SPACES) + 64  # each character in at most size/stride windows
+
+
+def test_byte_level_tokens_of_one_character_stay_together(load_tiny):
+    """A byte-level BPE splits a CJK character into 3 tokens; a cut falls between characters, so at most 2 more."""
+    tokenizer = load_tiny("query-likelihood").tokenizer
+    pieces = split_document(tokenizer, NO_SPACES[:600], Window(size=64, stride=32))
+    assert len(pieces) > 20
+    assert all(len(tokenizer(piece, add_special_tokens=False)["input_ids"]) <= 64 + 2 for piece in pieces)
+
+
+def test_a_long_url_in_text_is_cut_and_the_words_around_it_still_snap(load_tiny):
+    tokenizer, window = load_tiny("sequence-classification").tokenizer, Window(size=40, stride=20)
+    document = f"{FILLER} {URL} {FILLER}"
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    pieces = split_document(tokenizer, document, window)
+    assert len(pieces) == int(np.ceil((count(document) - 40) / 20)) + 1
+    longest_word = max(count(word) for word in FILLER.split())
+    assert all(count(piece) <= 40 + 2 * longest_word for piece in pieces)
+    in_the_url = [piece for piece in pieces if URL not in piece and not set(piece.split()) <= set(FILLER.split())]
+    assert in_the_url  # windows inside the URL, cut between its tokens
+    for piece in pieces:  # words of the filler are never cut
+        assert all(word in FILLER.split() or word in URL for word in piece.split())
+
+
+def test_windowed_score_of_text_without_spaces_is_no_longer_the_truncated_score(load_tiny):
+    """The symptom users saw: with every window the whole (truncated) document, window= changed nothing."""
+    model, window = load_tiny("sequence-classification"), Window(size=64, stride=32)
+    query = QUERIES[0]
+    truncated = float(model.predict([(query, NO_SPACES)])[0])
+    windowed = float(model.predict([(query, NO_SPACES)], window=window)[0])
+    per_window = model.predict([(query, piece) for piece in split_document(model.tokenizer, NO_SPACES, window)])
+    assert windowed == pytest.approx(float(per_window.max()), abs=1e-6)
+    assert abs(windowed - truncated) > 1e-4
