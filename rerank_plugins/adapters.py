@@ -36,7 +36,7 @@ RESERVED_RANK_KWARGS = frozenset({"query", "documents", "top_k", "return_documen
 EXPECTED_NUMBERS = {
     "top_n": "an int >= 1, or None",
     "score_threshold": "a number other than NaN (no score reaches NaN), or None",
-    "batch_size": "an int >= 1",
+    "batch_size": "an int >= 1, or None",
 }
 
 _locks: weakref.WeakKeyDictionary[STCrossEncoder, threading.Lock] = weakref.WeakKeyDictionary()
@@ -55,7 +55,12 @@ class RerankOptions(BaseModel):
     score_threshold: float | None = Field(
         default=None, description="Drop documents scoring below this, before top_n applies; None keeps all."
     )
-    batch_size: int = Field(default=32, ge=1, description="Pairs (or list members) per forward pass.")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Pairs (or list members) per forward pass; None: the model's default (32 pairs on a CPU, "
+        "a token budget on an accelerator for rerank_plugins models).",
+    )
     iterative: bool = Field(default=False, description="ListConRanker's iterative inference (listwise models only).")
     rank_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Further keyword arguments for CrossEncoder.rank, e.g. show_progress_bar."
@@ -146,7 +151,7 @@ def check_number(name: str, value: Any) -> None:
     Bools are refused although Python counts them as ints (``top_n=True`` would keep one document), and so is a
     NaN threshold, which no score reaches; ``-inf`` and ``inf`` are thresholds like any other.
     """
-    if value is None and name != "batch_size":
+    if value is None:
         return
     expected = EXPECTED_NUMBERS[name]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -179,7 +184,7 @@ def rerank(
     *,
     top_n: int | None = None,
     score_threshold: float | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     iterative: bool = False,
     rank_kwargs: Mapping[str, Any] | None = None,
 ) -> list[tuple[int, float]]:
@@ -201,8 +206,10 @@ def rerank(
         return []
     if iterative:
         kwargs["iterative"] = True
+    if batch_size is not None:  # else the model's own default (a plain sentence-transformers model takes no None)
+        kwargs["batch_size"] = batch_size
     with model_lock(model):
-        results = model.rank(query, list(texts), batch_size=batch_size, **kwargs)
+        results = model.rank(query, list(texts), **kwargs)
     ranked = [(int(result["corpus_id"]), float(result["score"])) for result in results]
     if score_threshold is not None:
         ranked = [(index, score) for index, score in ranked if score >= score_threshold]

@@ -120,7 +120,7 @@ BAD_OPTIONS: list[tuple[str, Any, type[Exception]]] = [
     ("top_n", "3", TypeError),
     ("batch_size", True, TypeError),
     ("batch_size", 0, ValueError),
-    ("batch_size", None, TypeError),
+    ("batch_size", 2.5, ValueError),
 ]
 BAD_IDS = [f"{name}={value!r}" for name, value, _ in BAD_OPTIONS]
 
