@@ -331,11 +331,24 @@ def create_app(models: Mapping[str, Any], settings: ServeSettings | None = None)
     )
     async def rerank_tei(body: TEIRerankRequest, request: Request) -> list[Rank]:
         """Rank `texts` for `query` with the first served model; a list of `{index, score, text?}`, best first."""
+        return await tei(body, request, engine_for(None), "/rerank")
+
+    @app.post(
+        "/models/{name}/rerank",
+        response_model=list[Rank],
+        response_model_exclude_none=True,
+        responses=_ERRORS,
+        summary="text-embeddings-inference rerank with a named model",
+    )
+    async def rerank_tei_named(name: str, body: TEIRerankRequest, request: Request) -> list[Rank]:
+        """TEI's `/rerank` for the model served as `name`: give TEI clients `http://HOST:PORT/models/NAME`."""
+        return await tei(body, request, engine_for(name), "/models/{name}/rerank")
+
+    async def tei(body: TEIRerankRequest, request: Request, engine: Engine, endpoint: str) -> list[Rank]:
         if body.truncation_direction.lower() != "right":
             raise ApiError(422, "truncation_direction: only 'right' is supported", field="truncation_direction")
-        engine = engine_for(None)
         check_size(len(body.texts), "texts")
-        result = await score(request, "/rerank", engine, body.query, list(body.texts), raw=body.raw_scores)
+        result = await score(request, endpoint, engine, body.query, list(body.texts), raw=body.raw_scores)
         return [
             Rank(index=i, score=s, text=body.texts[i] if body.return_text else None)
             for i, s in ranked(result.scores, None)
