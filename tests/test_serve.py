@@ -12,9 +12,6 @@ from typing import Any
 import httpx
 import pytest
 import torch
-
-pytest.importorskip("fastapi")
-
 from conftest import DOCUMENTS, KIND_FAMILY, QUERIES
 from fastapi.testclient import TestClient
 
