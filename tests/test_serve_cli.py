@@ -90,7 +90,7 @@ def test_a_server_process_drains_its_requests_on_sigterm(
                 pass
             assert time.monotonic() < deadline, "the server did not come up"
             time.sleep(0.2)
-        documents = [DOCUMENTS[i % len(DOCUMENTS)] + f" {i}" for i in range(300)]
+        documents = [DOCUMENTS[i % len(DOCUMENTS)] + f" {i}" for i in range(150)]
         answers: list[httpx.Response] = []
         body = {"query": QUERIES[0], "documents": documents}
 
