@@ -339,3 +339,37 @@ def test_settings_are_checked() -> None:
         ServeSettings(request_timeout=0)
     with pytest.raises(ValueError, match="api_key"):
         ServeSettings(api_key=" ")
+
+
+def test_a_failing_request_does_not_fail_the_others_of_its_batch(
+    load_tiny: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = load_tiny("sequence-classification", max_length=512)
+    gate = Gate(model, monkeypatch)
+    gated = model.predict
+
+    def predict(pairs: list, **kwargs: Any) -> Any:  # a model that cannot score one document
+        result = gated(pairs, **kwargs)
+        if any(document == "boom" for _, document in pairs):
+            raise RuntimeError("cannot score 'boom'")
+        return result
+
+    monkeypatch.setattr(model, "predict", predict)
+    app = create_app({"m": model}, ServeSettings(batching=BatchingOptions(max_wait_ms=20)))
+    with serve_in_thread(app) as url:
+        first: list[httpx.Response] = []
+        threads = [_post_in_thread(f"{url}/v1/rerank", {"query": "q", "documents": ["a"]}, first)]
+        assert gate.entered.wait(10)
+        good: list[httpx.Response] = []
+        bad: list[httpx.Response] = []
+        threads.append(_post_in_thread(f"{url}/v1/rerank", {"query": QUERY, "documents": DOCUMENTS}, good))
+        threads.append(_post_in_thread(f"{url}/v1/rerank", {"query": "q", "documents": ["x", "boom"]}, bad))
+        _wait_until(lambda: app.state.engines["m"].pending_pairs == 1 + len(DOCUMENTS) + 2)
+        gate.open.set()
+        for thread in threads:
+            thread.join(30)
+    assert gate.calls[:2] == [1, len(DOCUMENTS) + 2]  # the two queued requests were batched, then retried alone
+    assert bad[0].status_code == 500 and bad[0].json()["error_type"] == "backend"
+    assert "cannot score 'boom'" in bad[0].json()["message"]
+    monkeypatch.undo()
+    assert_ranked_like(good[0].json()["results"], model.rank(QUERY, DOCUMENTS), "relevance_score")

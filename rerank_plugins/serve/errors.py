@@ -82,6 +82,11 @@ def install_handlers(app: FastAPI) -> None:
             text += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
         return error_response(422, text, "validation", field)
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        # Not a bad request: the model failed. Still a JSON answer, and the traceback is in the server's log.
+        return error_response(500, f"scoring failed: {type(error).__name__}: {error}", "backend")
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         message = error.detail if isinstance(error.detail, str) else str(error.detail)

@@ -29,7 +29,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "rerank_plugins_requests", "HTTP requests answered.", ["endpoint", "model", "status"], registry=r
+            "rerank_plugins_requests",
+            "Rerank requests sent to a model, by outcome.",
+            ["endpoint", "model", "status"],
+            registry=r,
         )
         self.pairs = Counter("rerank_plugins_pairs", "Query-document pairs scored.", ["model"], registry=r)
         self.latency = Histogram(
