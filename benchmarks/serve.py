@@ -60,6 +60,8 @@ def start_server(args: argparse.Namespace, model: str, wait_ms: float) -> tuple[
         str(args.batch_size),
         "--log-level",
         "warning",
+        "--request-timeout",
+        "3600",
     ]
     if args.family:
         command += ["--family", args.family]
