@@ -150,7 +150,9 @@ def test_unknown_paths_and_methods_are_json(client: TestClient) -> None:
 
 
 def test_ten_thousand_documents_and_oversized_bodies_are_413(load_tiny: Callable) -> None:
-    app = create_app({"m": load_tiny("sequence-classification")}, ServeSettings(max_body_bytes=100_000))
+    app = create_app(
+        {"m": load_tiny("sequence-classification")}, ServeSettings(max_body_bytes=100_000, max_pair_chars=50_000)
+    )
     with TestClient(app) as small:
         many = small.post("/v1/rerank", json={"query": "q", "documents": ["d"] * 10_000})
         assert many.status_code == 413 and many.json()["field"] == "documents" and "10000" in many.json()["message"]
@@ -166,6 +168,9 @@ def test_ten_thousand_documents_and_oversized_bodies_are_413(load_tiny: Callable
         streamed = small.post("/v1/rerank", content=chunks(), headers={"content-type": "application/json"})
         assert streamed.status_code == 413
         assert small.post("/v1/rerank", json={"query": "q", "documents": ["d"] * 1000}).status_code == 200
+        repeated = small.post("/rerank", json={"query": "q" * 2000, "texts": ["d"] * 30})  # 60,030 characters
+        assert repeated.status_code == 413 and repeated.json()["field"] == "query"
+        assert "repeated for 30 documents" in repeated.json()["message"]
 
 
 def test_api_key(load_tiny: Callable) -> None:

@@ -187,12 +187,22 @@ def create_app(models: Mapping[str, Any], settings: ServeSettings | None = None)
             )
         return engines[name]
 
-    def check_size(count: int, field_name: str) -> None:
-        if count > settings.max_documents:
+    def check_size(query: str, texts: list[str], field_name: str) -> None:
+        if len(texts) > settings.max_documents:
             raise ApiError(
                 413,
-                f"{field_name}: {count} documents; at most {settings.max_documents} per request",
+                f"{field_name}: {len(texts)} documents; at most {settings.max_documents} per request",
                 field=field_name,
+                error_type="payload_too_large",
+            )
+        # Every pair repeats the query: bound the text to tokenize, or a long query x many documents ties up a model.
+        total = len(query) * len(texts) + sum(len(text) for text in texts)
+        if total > settings.max_pair_chars:
+            raise ApiError(
+                413,
+                f"query: {len(query)} characters repeated for {len(texts)} documents make {total} characters to "
+                f"score; at most {settings.max_pair_chars} per request",
+                field="query",
                 error_type="payload_too_large",
             )
 
@@ -275,8 +285,8 @@ def create_app(models: Mapping[str, Any], settings: ServeSettings | None = None)
                 field="max_chunks_per_doc",
             )
         engine = engine_for(body.model)
-        check_size(len(body.documents), "documents")
         texts = [d if isinstance(d, str) else d.text for d in body.documents]
+        check_size(body.query, texts, "documents")
         result = await score(request, "/v1/rerank", engine, body.query, texts, count_tokens=True)
         results = []
         for index, value in ranked(result.scores, body.top_n):
@@ -307,7 +317,7 @@ def create_app(models: Mapping[str, Any], settings: ServeSettings | None = None)
     async def rerank_v2(body: RerankV2Request, request: Request) -> RerankV2Response:
         """Rank `documents` for `query`; `max_tokens_per_doc` cuts each document to its first tokens first."""
         engine = engine_for(body.model)
-        check_size(len(body.documents), "documents")
+        check_size(body.query, list(body.documents), "documents")
         result = await score(
             request,
             "/v2/rerank",
@@ -347,7 +357,7 @@ def create_app(models: Mapping[str, Any], settings: ServeSettings | None = None)
     async def tei(body: TEIRerankRequest, request: Request, engine: Engine, endpoint: str) -> list[Rank]:
         if body.truncation_direction.lower() != "right":
             raise ApiError(422, "truncation_direction: only 'right' is supported", field="truncation_direction")
-        check_size(len(body.texts), "texts")
+        check_size(body.query, list(body.texts), "texts")
         result = await score(request, endpoint, engine, body.query, list(body.texts), raw=body.raw_scores)
         return [
             Rank(index=i, score=s, text=body.texts[i] if body.return_text else None)

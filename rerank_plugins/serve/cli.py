@@ -68,6 +68,9 @@ def register(commands: Any) -> None:
     limits.add_argument("--max-queue-pairs", type=int, default=20000, help="queued pairs per model before 503s")
     limits.add_argument("--max-documents", type=int, default=1000, help="documents per request")
     limits.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="bytes per request body")
+    limits.add_argument(
+        "--max-pair-chars", type=int, default=64 * 1024 * 1024, help="characters of all pairs of a request (query x N)"
+    )
     limits.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a 504")
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(handler=cmd_serve)
@@ -145,6 +148,7 @@ def build_settings(args: argparse.Namespace) -> Any:
             batching=batching,
             max_documents=args.max_documents,
             max_body_bytes=args.max_body_bytes,
+            max_pair_chars=args.max_pair_chars,
             request_timeout=args.request_timeout,
             api_key=args.api_key or None,
         )

@@ -17,6 +17,8 @@ class ServeSettings:
     """Documents per request, at most (Cohere recommends at most 1,000)."""
     max_body_bytes: int = 8 * 1024 * 1024
     """Bytes of a request body, at most."""
+    max_pair_chars: int = 64 * 1024 * 1024
+    """Characters of all (query, document) pairs of a request together, at most (the query counts once a pair)."""
     request_timeout: float = 60.0
     """Seconds a request may wait for its scores; then 504."""
     api_key: str | None = None
@@ -25,7 +27,7 @@ class ServeSettings:
     """Seconds to wait, said in ``Retry-After`` of a 503."""
 
     def __post_init__(self) -> None:
-        for name in ("max_documents", "max_body_bytes", "retry_after"):
+        for name in ("max_documents", "max_body_bytes", "max_pair_chars", "retry_after"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
