@@ -100,7 +100,9 @@ def test_a_server_process_drains_its_requests_on_sigterm(
         threads = [threading.Thread(target=ask) for _ in range(2)]
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + 60
         while "rerank_plugins_requests_in_flight 0.0" in httpx.get(f"{url}/metrics", timeout=10).text:
+            assert not answers and time.monotonic() < deadline, "no request was seen in flight"
             time.sleep(0.01)  # until the requests are being answered
         server.send_signal(signal.SIGTERM)
         for thread in threads:

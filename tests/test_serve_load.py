@@ -65,7 +65,7 @@ def test_32_clients_x_20_requests_match_the_sequential_scores(load_tiny: Callabl
         async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
             return await asyncio.gather(*(client(http, n) for n in range(CLIENTS)))
 
-    app = create_app(models, ServeSettings())
+    app = create_app(models, ServeSettings(request_timeout=600))  # a slow, shared machine must not 504
     with serve_in_thread(app) as url:
         results = asyncio.run(run(url))
         metrics = httpx.get(f"{url}/metrics").text

@@ -235,11 +235,11 @@ def create_app(models: Mapping[str, Any], settings: ServeSettings | None = None)
                     return waiting.result()
                 if await request.is_disconnected():
                     status = "499"
-                    future.cancel()
+                    waiting.cancel()  # also cancels the queued job, unless it is being scored
                     raise ApiError(499, "the client closed the connection", error_type="disconnected")
                 if time.monotonic() >= deadline:
                     status = "504"
-                    future.cancel()
+                    waiting.cancel()  # also cancels the queued job, unless it is being scored
                     raise ApiError(
                         504,
                         f"no answer within {settings.request_timeout:g} s; retry with fewer documents",
