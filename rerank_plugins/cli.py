@@ -357,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _register_rerank_run(commands)
     _register_evaluate(commands)
+    from rerank_plugins.serve.cli import register as register_serve  # no torch/FastAPI until `serve` runs
+
+    register_serve(commands)
     for register in EXTRA_COMMANDS:
         register(commands)
     return parser

@@ -1,0 +1,187 @@
+"""``rerank-plugins serve``: the subcommand's arguments (``register``) and its handler (``cmd_serve``).
+
+Nothing heavy is imported here: torch, FastAPI and uvicorn load inside :func:`cmd_serve`, so that
+``rerank-plugins --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+API_KEY_ENV = "RERANK_PLUGINS_API_KEY"
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+
+
+def register(commands: Any) -> None:
+    """Add ``serve`` to the subparsers ``commands`` of the ``rerank-plugins`` parser."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve models over HTTP (Cohere, Jina and TEI rerank APIs)",
+        description="Serve rerankers behind POST /v1/rerank (Cohere v1, Jina), /v2/rerank (Cohere v2) and /rerank "
+        "(TEI), with dynamic batching, /health, /v1/models and /metrics.",
+    )
+    serve.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="[NAME=]ID",
+        help="hub id or local directory, optionally served under NAME (repeat for several; the first is the default)",
+    )
+    serve.add_argument(
+        "--family",
+        action="append",
+        default=[],
+        metavar="[NAME=]FAMILY",
+        help="force a scoring family (for every model, or NAME's)",
+    )
+    serve.add_argument(
+        "--preset",
+        action="append",
+        default=[],
+        metavar="[NAME=]ID",
+        help="registry id whose settings to apply to a local copy (for every model, or NAME's)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: the best available)")
+    serve.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' dtype (default: the checkpoint's)")
+    serve.add_argument("--max-length", type=int, help="tokens per input (default: the model's)")
+    serve.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code")
+    serve.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV),
+        help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}, else no key)",
+    )
+    limits = serve.add_argument_group("batching and limits")
+    limits.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass (default: 32)")
+    limits.add_argument("--max-batch-pairs", type=int, default=256, help="pairs per batch across requests")
+    limits.add_argument("--max-batch-tokens", type=int, default=32768, help="estimated tokens per batch")
+    limits.add_argument(
+        "--max-batch-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long a batch waits for more requests (0: no dynamic batching)",
+    )
+    limits.add_argument("--max-queue-pairs", type=int, default=20000, help="queued pairs per model before 503s")
+    limits.add_argument("--max-documents", type=int, default=1000, help="documents per request")
+    limits.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="bytes per request body")
+    limits.add_argument(
+        "--max-pair-chars", type=int, default=64 * 1024 * 1024, help="characters of all pairs of a request (query x N)"
+    )
+    limits.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a 504")
+    serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    serve.set_defaults(handler=cmd_serve)
+
+
+def _split(value: str) -> tuple[str | None, str]:
+    """``"NAME=VALUE"`` -> (NAME, VALUE); ``"VALUE"`` -> (None, VALUE)."""
+    name, sep, rest = value.partition("=")
+    return (name, rest) if sep and name and rest else (None, value)
+
+
+def _per_model(values: list[str], names: list[str], flag: str) -> dict[str, str]:
+    """``--family``/``--preset`` values by served name: ``NAME=X`` for one model, ``X`` for all."""
+    from rerank_plugins.cli import CommandError
+
+    chosen: dict[str, str] = {}
+    for value in values:
+        name, setting = _split(value)
+        if name is None:
+            chosen.update(dict.fromkeys(names, setting))
+        elif name in names:
+            chosen[name] = setting
+        else:
+            raise CommandError(f"{flag} {value!r}: no --model is served as {name!r} (served: {', '.join(names)})")
+    return chosen
+
+
+def model_specs(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
+    """(served name, hub id or path, CrossEncoder keyword arguments) of every ``--model``."""
+    from rerank_plugins.cli import CommandError
+
+    specs: list[tuple[str, str]] = []
+    for value in args.model:
+        name, source = _split(value)
+        specs.append((name or source, source))
+    names = [name for name, _ in specs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise CommandError(f"--model: the name {duplicates[0]!r} is given twice; serve one as NAME=PATH")
+    families = _per_model(args.family, names, "--family")
+    presets = _per_model(args.preset, names, "--preset")
+    common: dict[str, Any] = {"trust_remote_code": bool(args.trust_remote_code)}
+    if args.device:
+        common["device"] = args.device
+    if args.max_length:
+        common["max_length"] = args.max_length
+    if args.dtype != "auto":
+        import torch
+
+        common["model_kwargs"] = {
+            "dtype": {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+        }
+    result = []
+    for name, source in specs:
+        kwargs = dict(common, family=families.get(name), preset=presets.get(name))
+        result.append((name, source, kwargs))
+    return result
+
+
+def build_settings(args: argparse.Namespace) -> Any:
+    """:class:`~rerank_plugins.serve.app.ServeSettings` from the flags; a bad value is one clear line."""
+    from rerank_plugins.cli import CommandError
+    from rerank_plugins.serve.batching import BatchingOptions
+    from rerank_plugins.serve.settings import ServeSettings
+
+    try:
+        batching = BatchingOptions(
+            batch_size=args.batch_size,
+            max_batch_pairs=args.max_batch_pairs,
+            max_batch_tokens=args.max_batch_tokens,
+            max_wait_ms=args.max_batch_wait_ms,
+            max_queue_pairs=args.max_queue_pairs,
+        )
+        return ServeSettings(
+            batching=batching,
+            max_documents=args.max_documents,
+            max_body_bytes=args.max_body_bytes,
+            max_pair_chars=args.max_pair_chars,
+            request_timeout=args.request_timeout,
+            api_key=args.api_key or None,
+        )
+    except ValueError as error:
+        raise CommandError(str(error).replace("_", "-")) from error
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Load every model (in this thread, before serving), then run uvicorn until SIGINT/SIGTERM."""
+    from rerank_plugins.cli import CommandError, load_model
+
+    settings = build_settings(args)
+    if not 0 < args.port < 65536:
+        raise CommandError(f"--port must be between 1 and 65535, got {args.port}")
+    try:
+        import uvicorn
+
+        from rerank_plugins.serve.app import create_app
+    except ImportError as error:
+        raise CommandError(f"serving needs the [serve] extra: pip install 'rerank-plugins[serve]' ({error})") from error
+    models = {}
+    for name, source, kwargs in model_specs(args):
+        family, preset = kwargs.pop("family"), kwargs.pop("preset")
+        models[name] = load_model(source, family, preset, **kwargs)
+    app = create_app(models, settings)
+    for name, model in models.items():
+        print(f"rerank-plugins: serving {name!r} ({model.family}) at http://{args.host}:{args.port}", file=sys.stderr)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=int(settings.request_timeout) + 5,
+    )
+    uvicorn.Server(config).run()
+    return 0
