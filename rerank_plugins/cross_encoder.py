@@ -27,7 +27,7 @@ from transformers import AutoConfig
 from rerank_plugins.cache import ScoreCache
 from rerank_plugins.registry import RegistryEntry, check_family, check_preset, lookup
 from rerank_plugins.scoring import SCORING_MODULES, ListConRankerScore, ScoringModule
-from rerank_plugins.scoring.base import file_kwargs, truncated_rows
+from rerank_plugins.scoring.base import file_kwargs, single_texts, truncated_rows
 from rerank_plugins.windows import Window, aggregate, as_window, first_tokens, split_document
 
 logger = logging.getLogger(__name__)
@@ -262,6 +262,8 @@ class CrossEncoder(STCrossEncoder):
 
     # -- inference ----------------------------------------------------------------------------------------
     def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        if single_texts(inputs):  # one dataset column (the model card's statistics): no pairs, nothing to count
+            return super().preprocess(inputs, prompt=prompt, **kwargs)
         first, max_length = self[0], self.max_seq_length
         cuts_documents_first = (
             isinstance(first, Transformer)

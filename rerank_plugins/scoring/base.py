@@ -160,6 +160,17 @@ class ScoringModule(InputModule):
     def max_seq_length(self, value: int) -> None:
         self.max_length = int(value)
 
+    def preprocess_texts(self, texts: Sequence[str]) -> dict[str, Any]:
+        """Single texts, each tokenized alone and cut to ``max_length``, with no template.
+
+        sentence-transformers calls ``preprocess`` so on one dataset column at a time (the model card's token
+        statistics, before training starts); scoring always goes through (query, document) pairs.
+        """
+        encoded = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
     def tokenize_truncating(self, texts: list[str] | list[tuple[str, str]], **kwargs: Any) -> dict[str, Any]:
         """Tokenize as the authors do (pad to the longest, cut to ``max_length``) and count what was cut."""
         encoded = self.tokenizer(
@@ -170,6 +181,11 @@ class ScoringModule(InputModule):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({json.dumps(self.get_config_dict())})"
+
+
+def single_texts(inputs: Sequence[Any]) -> bool:
+    """True when ``inputs`` are plain texts rather than (query, document) pairs."""
+    return bool(inputs) and all(isinstance(item, str) for item in inputs)
 
 
 def truncated_rows(

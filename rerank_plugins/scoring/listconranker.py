@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModel
 
-from rerank_plugins.scoring.base import Pair, ScoringModule, file_kwargs, fp32_scores
+from rerank_plugins.scoring.base import Pair, ScoringModule, file_kwargs, fp32_scores, single_texts
 from rerank_plugins.scoring.batching import length_chunks
 
 LINEAR_IN_FILE = "linear_in_embedding"
@@ -156,6 +156,8 @@ class ListConRankerScore(ScoringModule):
 
     def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         """Texts of the batch, each alone: the distinct queries first, then the documents."""
+        if single_texts(inputs):  # a dataset column, for the model card's statistics
+            return self.preprocess_texts(inputs)
         queries = list(dict.fromkeys(query for query, _ in inputs))
         slot = {query: i for i, query in enumerate(queries)}
         texts = queries + [document for _, document in inputs]

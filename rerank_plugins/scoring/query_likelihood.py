@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 from transformers import AutoModelForCausalLM
 
-from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
+from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores, single_texts
 from rerank_plugins.scoring.batching import length_chunks
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ class QueryLikelihoodScore(ScoringModule):
         return str(self.tokenizer.decode(ids[:budget]))
 
     def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        if single_texts(inputs):  # a dataset column, for the model card's statistics
+            return self.preprocess_texts(inputs)
         rows, targets = [], []
         for query, document in inputs:
             context = self.tokenizer.encode(
