@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 import torch
 from sentence_transformers.base.modules import InputModule
@@ -183,7 +183,7 @@ class ScoringModule(InputModule):
         return f"{type(self).__name__}({json.dumps(self.get_config_dict())})"
 
 
-def single_texts(inputs: Sequence[Any]) -> bool:
+def single_texts(inputs: Sequence[Any]) -> TypeGuard[Sequence[str]]:
     """True when ``inputs`` are plain texts rather than (query, document) pairs."""
     return bool(inputs) and all(isinstance(item, str) for item in inputs)
 
