@@ -422,6 +422,8 @@ def test_a_family_loss_refuses_another_family(tiny_paths: dict[str, str]) -> Non
         CircleLoss(load(tiny_paths, "monot5"))
     with pytest.raises(ValueError, match="expects 2 label values per row"):
         InRankerDistillationLoss(load(tiny_paths, "monot5"))([QUERIES, POSITIVES], torch.ones(4))
+    with pytest.raises(ValueError, match="MonoT5CrossEntropyLoss needs a label column"):
+        MonoT5CrossEntropyLoss(load(tiny_paths, "monot5"))([QUERIES, POSITIVES], None)
 
 
 def test_a_bad_distillation_line_is_named(tmp_path: Path) -> None:

@@ -24,8 +24,10 @@ def family_module(model: STCrossEncoder, cls: type[ModuleT], loss: str) -> Modul
     return first
 
 
-def label_rows(labels: torch.Tensor | Sequence[torch.Tensor], width: int, loss: str) -> torch.Tensor:
+def label_rows(labels: torch.Tensor | Sequence[torch.Tensor] | None, width: int, loss: str) -> torch.Tensor:
     """Per-row labels of ``width`` values as one ``(rows, width)`` float tensor."""
+    if labels is None:
+        raise ValueError(f"{loss} needs a label column (label, labels, score or scores) in the dataset.")
     rows = torch.stack([torch.as_tensor(row) for row in labels]) if not isinstance(labels, torch.Tensor) else labels
     rows = rows.float().reshape(len(rows), -1)
     if rows.shape[1] != width:
