@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         "first_loss_ours": results["ours"][0][1], "first_loss_inranker": results["inranker"][0][1],
     }  # fmt: skip
     print(f"InRanker distillation, {shape}, {args.device}, batch {args.batch_size}, max_length {args.max_length}:")
-    print(f"  ours (CrossEncoderTrainer + InRankerDistillationLoss): {ours:.2f} steps/s")
-    print(f"  inranker T5Trainer:                                   {theirs:.2f} steps/s")
+    print(f"  ours (CrossEncoderTrainer + InRankerDistillationLoss): {ours:.3g} steps/s")
+    print(f"  inranker T5Trainer:                                   {theirs:.3g} steps/s")
     print(
         f"  ratio {ours / theirs:.2f}x; first-step loss {report['first_loss_ours']} vs {report['first_loss_inranker']}"
     )

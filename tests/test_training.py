@@ -149,6 +149,16 @@ def arguments(tmp_path: Path, steps: int, **kwargs: Any) -> CrossEncoderTraining
     return CrossEncoderTrainingArguments(**{**settings, **kwargs})
 
 
+# -- 1. the fix: the model card's statistics preprocess single texts -------------------------------------------
+@pytest.mark.parametrize("kind", FAMILY_KINDS)
+def test_preprocess_counts_the_tokens_of_single_texts(kind: str, load_tiny: Callable[..., CrossEncoder]) -> None:
+    """What ``CrossEncoderTrainer`` does before its first step: one column's texts, each tokenized alone."""
+    model = load_tiny(kind)
+    texts = [QUERIES[0], POSITIVES[2], ""]
+    lengths = model.preprocess(texts)["attention_mask"].sum(dim=1).tolist()
+    assert lengths == [len(model.tokenizer(text)["input_ids"]) for text in texts]
+
+
 # -- 2. InRanker's recipe, exactly ---------------------------------------------------------------------------
 def test_inranker_distillation_equals_inranker_compute_loss(tiny_paths: dict[str, str], tmp_path: Path) -> None:
     """Our loss and inranker's own ``T5Trainer.compute_loss`` on one batch of its own file: loss and gradients."""
