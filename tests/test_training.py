@@ -336,7 +336,9 @@ def test_twenty_steps_learn_then_reload_identically(case: str, tiny_paths: dict[
     np.testing.assert_allclose(plain.predict(pairs), trained, atol=1e-6)
 
 
-def test_trained_model_ranks_through_the_cli(tiny_paths: dict[str, str], tmp_path: Path, capsys: Any) -> None:
+def test_trained_model_ranks_through_the_cli_and_both_adapters(
+    tiny_paths: dict[str, str], tmp_path: Path, capsys: Any
+) -> None:
     model = load(tiny_paths, "monot5")
     CrossEncoderTrainer(
         model=model, args=arguments(tmp_path, 3), train_dataset=pairs_dataset(), loss=BinaryCrossEntropyLoss(model)
@@ -348,6 +350,26 @@ def test_trained_model_ranks_through_the_cli(tiny_paths: dict[str, str], tmp_pat
     expected = model.rank(QUERIES[0], NEGATIVES)
     assert [r["index"] for r in results] == [r["corpus_id"] for r in expected]
     assert [r["score"] for r in results] == pytest.approx([r["score"] for r in expected], abs=1e-6)
+    by_text = {NEGATIVES[r["corpus_id"]]: r["score"] for r in expected}
+
+    pytest.importorskip("langchain_core")
+    from langchain_core.documents import Document
+
+    from rerank_plugins.langchain import RerankCompressor
+
+    compressed = RerankCompressor(model=str(tmp_path / "saved")).compress_documents(
+        [Document(page_content=text) for text in NEGATIVES], QUERIES[0]
+    )
+    assert {d.page_content: d.metadata["relevance_score"] for d in compressed} == pytest.approx(by_text, abs=1e-6)
+
+    pytest.importorskip("llama_index.core")
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    from rerank_plugins.llama_index import RerankPostprocessor
+
+    nodes = [NodeWithScore(node=TextNode(text=text), score=0.0) for text in NEGATIVES]
+    ranked = RerankPostprocessor(model=str(tmp_path / "saved")).postprocess_nodes(nodes, QueryBundle(QUERIES[0]))
+    assert {n.node.get_content(): n.score for n in ranked} == pytest.approx(by_text, abs=1e-6)
 
 
 ST_LOSSES: dict[str, tuple[Callable[[STCrossEncoder], nn.Module], Callable[[], Dataset]]] = {
