@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 import torch
 from sentence_transformers.base.modules import InputModule
@@ -169,6 +169,17 @@ class ScoringModule(InputModule):
     def max_seq_length(self, value: int) -> None:
         self.max_length = effective_max_length(value, self.default_max_length, self.tokenizer, self.model.config)
 
+    def preprocess_texts(self, texts: Sequence[str]) -> dict[str, Any]:
+        """Single texts, each tokenized alone and cut to ``max_length``, with no template.
+
+        sentence-transformers calls ``preprocess`` so on one dataset column at a time (the model card's token
+        statistics, before training starts); scoring always goes through (query, document) pairs.
+        """
+        encoded = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
     def tokenize_truncating(self, texts: list[str] | list[tuple[str, str]], **kwargs: Any) -> dict[str, Any]:
         """Tokenize as the authors do (pad to the longest, cut to ``max_length``); report what was cut."""
         encoded = self.tokenizer(
@@ -179,6 +190,11 @@ class ScoringModule(InputModule):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({json.dumps(self.get_config_dict())})"
+
+
+def single_texts(inputs: Sequence[Any]) -> TypeGuard[Sequence[str]]:
+    """True when ``inputs`` are plain texts rather than (query, document) pairs."""
+    return bool(inputs) and all(isinstance(item, str) for item in inputs)
 
 
 def fp32_scores(scores: torch.Tensor) -> torch.Tensor:

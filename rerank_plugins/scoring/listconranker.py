@@ -28,7 +28,7 @@ from transformers import AutoModel
 
 from rerank_plugins.families import CheckpointInfo, FamilySpec
 from rerank_plugins.hub import HubOptions
-from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
+from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores, single_texts
 from rerank_plugins.scoring.batching import length_chunks
 
 LINEAR_IN_FILE = "linear_in_embedding"
@@ -163,6 +163,8 @@ class ListConRankerScore(ScoringModule):
 
     def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         """Texts of the batch, each alone: the distinct queries first, then the documents."""
+        if single_texts(inputs):  # a dataset column, for the model card's statistics
+            return self.preprocess_texts(inputs)
         queries = list(dict.fromkeys(query for query, _ in inputs))
         slot = {query: i for i, query in enumerate(queries)}
         texts = queries + [document for _, document in inputs]

@@ -16,7 +16,7 @@ from torch import nn
 from transformers import AutoModelForSeq2SeqLM
 
 from rerank_plugins.families import CheckpointInfo, FamilySpec
-from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
+from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores, single_texts
 from rerank_plugins.scoring.batching import length_chunks
 
 MONOT5_TEMPLATE = "Query: {query} Document: {document} Relevant:"
@@ -63,6 +63,8 @@ class MonoT5Score(ScoringModule):
         )
 
     def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        if single_texts(inputs):  # a dataset column, for the model card's statistics
+            return self.preprocess_texts(inputs)
         texts = [self.template.format(query=query, document=document) for query, document in inputs]
         encoded = self.tokenize_truncating(texts)  # T5 appends </s>; longest_first cuts the end of the text
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from transformers import AutoModelForCausalLM
 
 from rerank_plugins.families import CheckpointInfo, FamilySpec
-from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores
+from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores, single_texts
 from rerank_plugins.scoring.batching import length_chunks
 from rerank_plugins.scoring.truncation import report_truncated
 
@@ -90,6 +90,8 @@ class QueryLikelihoodScore(ScoringModule):
         return str(self.tokenizer.decode(ids[:budget])), True
 
     def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        if single_texts(inputs):  # a dataset column, for the model card's statistics
+            return self.preprocess_texts(inputs)
         rows, targets, cut = [], [], 0
         for query, document in inputs:
             document, was_cut = self._cut_document(query, document)
