@@ -276,7 +276,7 @@ def test_resume_after_an_interruption_loses_nothing(
         scored.append(query)
         return real_score_query(model, query, texts, **kwargs)
 
-    monkeypatch.setattr(trec, "score_query", interrupted)
+    monkeypatch.setattr(trec.jobs, "score_query", interrupted)
     assert main([*common, "--output", str(output)]) == 130
     assert "2 of 3 queries are saved" in capsys.readouterr().err
     assert not output.exists()
@@ -289,7 +289,7 @@ def test_resume_after_an_interruption_loses_nothing(
     assert "pass --resume" in capsys.readouterr().err
 
     scored.clear()
-    monkeypatch.setattr(trec, "score_query", lambda *a, **k: scored.append(a[1]) or real_score_query(*a, **k))
+    monkeypatch.setattr(trec.jobs, "score_query", lambda *a, **k: scored.append(a[1]) or real_score_query(*a, **k))
     assert main([*common, "--output", str(output), "--resume"]) == 0
     assert scored == ["definition declaratory judgment"]  # only the unfinished query was scored again
     assert output.read_bytes() == reference.read_bytes()
@@ -312,7 +312,7 @@ def test_an_error_mid_run_keeps_the_finished_queries(
             raise RuntimeError("CUDA out of memory")
         return real_score_query(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(trec, "score_query", failing)
+    monkeypatch.setattr(trec.jobs, "score_query", failing)
     output = tmp_path / "out.trec"
     argv = ["rerank-run", "--model", tiny_paths["sequence-classification"], "--run", str(SAMPLE), "--quiet"]
     with pytest.raises(RuntimeError, match="CUDA out of memory"):
