@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tqdm import tqdm
 
     from rerank_plugins import CrossEncoder
+    from rerank_plugins.cli import quiet_loading
 
     try:
         trec.ir_measures_module()
@@ -65,10 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = str(Path(tempfile.mkdtemp(prefix="rerank-demo-")) / "tiny-monot5")
         from rerank_plugins.testing import build_tiny_model
 
-        build_tiny_model("monot5", name)
+        with quiet_loading():
+            build_tiny_model("monot5", name)
         print("--tiny: a tiny random monoT5 built offline; its scores are meaningless, it only shows the pipeline.")
     try:
-        model = CrossEncoder(name, device=args.device)
+        with quiet_loading():
+            model = CrossEncoder(name, device=args.device)
     except (OSError, ValueError) as error:
         reason = str(error).splitlines()[0].rstrip(". ") if str(error) else type(error).__name__
         print(

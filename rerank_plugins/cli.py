@@ -333,13 +333,13 @@ def cmd_rank(args: argparse.Namespace) -> int:
 @contextmanager
 def _native_stdout_silenced() -> Iterator[None]:
     """Send what native code writes to file descriptor 1 (the tokenizer trainer's blank lines) to /dev/null."""
+    fd = 1  # what native code writes to, whatever sys.stdout is
+    sys.stdout.flush()
     try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # stdout replaced by an object without a descriptor
+        saved = os.dup(fd)
+    except OSError:  # no descriptor 1 (a closed stdout): nothing to silence
         yield
         return
-    sys.stdout.flush()
-    saved = os.dup(fd)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, fd)
@@ -434,7 +434,6 @@ def _ray_results(args: argparse.Namespace, jobs: list[Any], rank_kwargs: dict[st
         ray = ray_engine.import_ray()
     except ImportError as error:
         raise CommandError(str(error)) from error
-    _check_model_name(args.model)
     model_kwargs = {"family": args.family, "preset": args.preset, **_model_kwargs(args)}
     model_kwargs = {key: value for key, value in model_kwargs.items() if value is not None}
     try:
