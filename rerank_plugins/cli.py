@@ -180,7 +180,7 @@ class _LoadReports(logging.Filter):
             return True
         plain = re.sub(r"\x1b\[[0-9;]*m", "", message)
         rows = [[cell.strip() for cell in line.split("|")] for line in plain.splitlines() if "|" in line]
-        keys = [row[0] for row in rows if len(row) > 1 and row[1] in ("MISSING", "MISMATCH")]
+        keys = sorted(row[0] for row in rows if len(row) > 1 and row[1] in ("MISSING", "MISMATCH"))
         if keys:
             source = plain.splitlines()[0].replace(" LOAD REPORT from:", " from")
             self.random.append(f"{source}: {len(keys)} weight(s) not in the checkpoint, initialised at random "
