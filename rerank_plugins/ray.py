@@ -13,6 +13,7 @@ Ray is imported lazily: ``pip install 'rerank-plugins[ray]'``. See ``docs/scale-
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypedDict, Unpack
 
@@ -45,7 +46,12 @@ class ActorOptions(TypedDict, total=False):
 
 
 def import_ray() -> Any:
-    """The ``ray`` module with Ray Data, or an ImportError that says how to install it."""
+    """The ``ray`` module with Ray Data, or an ImportError that says how to install it.
+
+    Ray's usage statistics are switched off (``RAY_USAGE_STATS_ENABLED=0``, unless set otherwise): at start-up
+    they probe cloud metadata addresses and report to Ray's servers, which a re-ranking job has no reason to do.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
         import ray.data  # the Data library is an extra of ray

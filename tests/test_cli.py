@@ -99,7 +99,7 @@ def test_python_dash_m_help_lists_the_commands() -> None:
 
 
 def test_demo_with_a_tiny_model_offline(capsys: pytest.CaptureFixture[str]) -> None:
-    from rerank_plugins import demo
+    from benchmarks import demo
 
     assert demo.main(["--tiny", "--queries", "2", "--depth", "3"]) == 0
     out = capsys.readouterr().out
@@ -108,7 +108,7 @@ def test_demo_with_a_tiny_model_offline(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_demo_with_an_unreachable_hub_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from rerank_plugins import demo
+    from benchmarks import demo
 
     assert demo.main(["--model", "acme-labs/no-such-reranker", "--queries", "1"]) == 2
     error = capsys.readouterr().err

@@ -59,7 +59,7 @@ def test_wheel_holds_the_package_and_the_command(dist: dict[str, Path]) -> None:
         info = f"rerank_plugins-{VERSION}.dist-info"
         entry_points = wheel.read(f"{info}/entry_points.txt").decode()
         metadata = wheel.read(f"{info}/METADATA").decode()
-    assert {"rerank_plugins/__init__.py", "rerank_plugins/cli.py", "rerank_plugins/py.typed"} <= names
+    assert {"rerank_plugins/__init__.py", "rerank_plugins/cli/__init__.py", "rerank_plugins/py.typed"} <= names
     assert not any(name.startswith(("tests/", "docs/")) for name in names)
     assert "rerank-plugins = rerank_plugins.cli:main" in entry_points
     assert f"Version: {VERSION}" in metadata

@@ -5,6 +5,7 @@ Skipped only where Ray Data is not installed; the ``test`` extra installs it, so
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from rerank_plugins import ray as ray_engine
 from rerank_plugins import trec
 from rerank_plugins.cli import main
 
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats probes of cloud metadata addresses
 ray = pytest.importorskip("ray", reason="Ray Data is not installed: pip install 'rerank-plugins[ray]'")
 pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'rerank-plugins[ray]'")
 
@@ -27,7 +29,9 @@ def local_ray() -> Iterator[Any]:
     ray.init(
         num_cpus=2,
         include_dashboard=False,
-        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
+        runtime_env={
+            "env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "RAY_USAGE_STATS_ENABLED": "0"}
+        },
     )
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray

@@ -276,7 +276,7 @@ def test_resume_after_an_interruption_loses_nothing(
         scored.append(query)
         return real_score_query(model, query, texts, **kwargs)
 
-    monkeypatch.setattr(trec, "score_query", interrupted)
+    monkeypatch.setattr(trec.jobs, "score_query", interrupted)
     assert main([*common, "--output", str(output)]) == 130
     assert "2 of 3 queries are saved" in capsys.readouterr().err
     assert not output.exists()
@@ -289,7 +289,7 @@ def test_resume_after_an_interruption_loses_nothing(
     assert "pass --resume" in capsys.readouterr().err
 
     scored.clear()
-    monkeypatch.setattr(trec, "score_query", lambda *a, **k: scored.append(a[1]) or real_score_query(*a, **k))
+    monkeypatch.setattr(trec.jobs, "score_query", lambda *a, **k: scored.append(a[1]) or real_score_query(*a, **k))
     assert main([*common, "--output", str(output), "--resume"]) == 0
     assert scored == ["definition declaratory judgment"]  # only the unfinished query was scored again
     assert output.read_bytes() == reference.read_bytes()
@@ -312,10 +312,105 @@ def test_an_error_mid_run_keeps_the_finished_queries(
             raise RuntimeError("CUDA out of memory")
         return real_score_query(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(trec, "score_query", failing)
+    monkeypatch.setattr(trec.jobs, "score_query", failing)
     output = tmp_path / "out.trec"
     argv = ["rerank-run", "--model", tiny_paths["sequence-classification"], "--run", str(SAMPLE), "--quiet"]
     with pytest.raises(RuntimeError, match="CUDA out of memory"):
         main([*argv, "--depth", "4", "--output", str(output)])
     assert "1 of 3 queries are saved" in capsys.readouterr().err and not output.exists()
     assert len((tmp_path / "out.trec.partial").read_text().splitlines()) == 4
+
+
+# -- issue 13: ids a run cannot hold, text that is not UTF-8, stale temporary files, the shipped samples ----------
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("docid", "doc 0", "hit 2: the docid 'doc 0' is empty or contains whitespace"),
+        ("docid", "", "hit 2: the docid '' is empty or contains whitespace"),
+        ("docid", "a\tb", "hit 2: the docid 'a\\tb' is empty or contains whitespace"),
+        ("qid", "q 1", "hit 0: the qid 'q 1' is empty or contains whitespace"),
+    ],
+)
+def test_rank_llm_ids_that_a_trec_run_cannot_hold(tmp_path: Path, field: str, value: str, message: str) -> None:
+    hits = [{"qid": "q1", "docid": f"d{i}", "score": 1.0 - i, "content": f"text {i}"} for i in range(4)]
+    hits[0 if field == "qid" else 2][field] = value
+    if field == "qid":
+        for hit in hits:
+            hit["qid"] = value
+    path = write(tmp_path / "ids.json", json.dumps([{"query": "q", "hits": hits}]))
+    with pytest.raises(trec.InputError, match=f"^{path}: entry 0, ") as caught:
+        trec.read_rank_llm_json(path)
+    assert message in str(caught.value)
+
+
+def test_text_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    run = tmp_path / "run.trec"
+    run.write_bytes(b"1 Q0 a 1 2.0 t\n\n1 Q0 b\xff 2 1.0 t\n")
+    with pytest.raises(trec.InputError, match=rf"^{run}:3: not UTF-8 text \(byte 0xff at column 7\)"):
+        trec.read_run(run)
+    topics = tmp_path / "topics.tsv"
+    topics.write_bytes("1\tcaf\xe9\n".encode("cp1252"))
+    with pytest.raises(trec.InputError, match=rf"^{topics}:1: not UTF-8 text \(byte 0xe9 at column 6\)"):
+        trec.read_topics(topics)
+    corpus = tmp_path / "corpus.jsonl.gz"
+    with gzip.open(corpus, "wb") as handle:
+        handle.write(b'{"docid": "a", "text": "x"}\n{"docid": "b", "text": "\xc3"}\n')
+    with pytest.raises(trec.InputError, match=rf"^{corpus}:2: not UTF-8 text"):
+        trec.read_corpus(corpus)
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_bytes(b"1 0 a 1\n1 0 \x80 0\n")
+    with pytest.raises(trec.InputError, match=rf"^{qrels}:2: not UTF-8 text"):
+        trec.read_qrels(qrels)
+    data = tmp_path / "hits.json"
+    data.write_bytes(b'[{"query": "q",\n "hits": [{"qid": "1", "docid": "a", "content": "\xe9t\xe9"}]}]\n')
+    with pytest.raises(trec.InputError, match=rf"^{data}:2: not UTF-8 text \(byte 0xe9 at column 50\)"):
+        trec.read_rank_llm_json(data)
+    assert trec.run_format(data) == "rank_llm"
+
+
+def test_resume_removes_what_a_kill_during_the_final_write_left(tmp_path: Path, tiny_paths: dict[str, str]) -> None:
+    """Killed while OUT was being written: the journal is complete and a ``.OUT.<random>.tmp`` is left behind."""
+    common = ["rerank-run", "--model", tiny_paths["sequence-classification"], "--run", str(SAMPLE), "--quiet"]
+    output = tmp_path / "out.trec"
+    assert main([*common, "--depth", "4", "--output", str(output)]) == 0
+    finished = output.read_text()
+    output.rename(tmp_path / "out.trec.partial")
+    stale = [tmp_path / ".out.trec.k2x_9q0z.tmp", tmp_path / ".out.trec.partial.abc12345.tmp"]
+    stale[0].write_text(finished[:100])
+    stale[1].write_text(finished[:10])
+    unrelated = write(tmp_path / ".other.trec.abcdefgh.tmp", "not ours")
+    assert trec.stale_temporary_files(output) == [stale[0]]
+    assert main([*common, "--depth", "4", "--output", str(output), "--resume"]) == 0
+    assert output.read_text() == finished
+    assert sorted(path.name for path in tmp_path.iterdir()) == [unrelated.name, "out.trec"]
+
+
+def test_output_checks_come_before_reading(tmp_path: Path) -> None:
+    with pytest.raises(trec.InputError, match="the output is a directory"):
+        trec.RunWriter(tmp_path, "tag", {})
+    with pytest.raises(trec.InputError, match="no such directory for the output"):
+        trec.check_writable(tmp_path / "missing" / "out.trec")
+    assert trec.check_writable(tmp_path / "out.trec") == tmp_path / "out.trec"
+    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind
+
+
+def test_the_shipped_trec_sample_holds_the_json_sample(
+    sample: tuple[dict[str, str], trec.Run, dict[str, str]],
+) -> None:
+    """``dl19-sample.trec`` + ``topics.tsv`` + ``dl19-sample-corpus.jsonl`` = ``dl19-sample.json`` (docs/trec.md)."""
+    topics, run, corpus = sample
+    assert trec.read_run(DATA / "dl19-sample.trec") == run
+    assert trec.read_corpus(DATA / "dl19-sample-corpus.jsonl") == corpus
+    assert {qid: query for qid, query in trec.read_topics(DATA / "topics.tsv").items() if qid in run} == topics
+
+
+def test_every_public_name_of_the_old_module_is_still_importable() -> None:
+    """``trec.py`` became a package; ``from rerank_plugins.trec import X`` must keep working for every old name."""
+    old_names = {
+        "DEFAULT_METRICS", "InputError", "Job", "MAX_LISTED", "Qrels", "Ranking", "Run", "RunWriter", "atomic_write",
+        "check_tag", "corpus_format", "default_tag", "evaluate", "format_ranking", "ir_measures_module",
+        "order_ranking", "plan", "read_corpus", "read_qrels", "read_rank_llm_json", "read_run", "read_topics",
+        "rerank_jobs", "rerank_run", "run_format", "score_query", "write_run",
+    }  # fmt: skip
+    assert old_names <= set(trec.__all__)
+    assert all(getattr(trec, name) is not None for name in trec.__all__)

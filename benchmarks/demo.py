@@ -1,11 +1,12 @@
 """The main job in one command: re-rank TREC DL19 passages and measure what re-ranking adds to BM25.
 
     ./dev demo [--model M] [--depth 20] [--queries N] [--tiny]
-    python -m rerank_plugins.demo ...
+    python -m benchmarks.demo ...     (from the repository root)
 
-It re-ranks the BM25 top ``--depth`` of each DL19 query (``../shared/data/trec-dl19`` when present, else the
-3-query sample in ``tests/data``), then prints nDCG@10 of BM25 and of the re-ranked run on the official qrels,
-and the new top 3 of the first query.
+It re-ranks the BM25 top ``--depth`` of each DL19 query, then prints nDCG@10 of BM25 and of the re-ranked run on
+the official qrels, and the new top 3 of the first query. The queries come from ``../shared/data/trec-dl19``
+(all 43 judged queries) where a developer machine has it, else from the 3-query sample that a clone has in
+``tests/data``. It reads repository paths, so it lives here rather than in the wheel.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+if __package__ in (None, ""):  # `python benchmarks/demo.py`: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from rerank_plugins import trec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +29,7 @@ DATA_FILES = ("bm25-top100.json", "dl19-sample.json")
 
 
 def find_data() -> tuple[Path, Path]:
-    """The rank_llm-style DL19 file and its qrels: the full 43 queries if present, else the test sample."""
+    """The rank_llm-style DL19 file and its qrels: all 43 queries where ../shared has them, else the test sample."""
     for directory, name in zip(DATA_DIRS, DATA_FILES, strict=True):
         if (directory / name).exists() and (directory / "qrels.txt").exists():
             return directory / name, directory / "qrels.txt"
@@ -33,7 +37,7 @@ def find_data() -> tuple[Path, Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rerank_plugins.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="benchmarks.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="unicamp-dl/InRanker-small", help="hub id or local directory")
     parser.add_argument("--tiny", action="store_true", help="a tiny random monoT5 built offline (meaningless scores)")
     parser.add_argument("--depth", type=int, default=20, help="BM25 candidates re-ranked per query (default: 20)")
@@ -45,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tqdm import tqdm
 
     from rerank_plugins import CrossEncoder
+    from rerank_plugins.cli import quiet_loading
 
     try:
         trec.ir_measures_module()
@@ -61,10 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = str(Path(tempfile.mkdtemp(prefix="rerank-demo-")) / "tiny-monot5")
         from rerank_plugins.testing import build_tiny_model
 
-        build_tiny_model("monot5", name)
+        with quiet_loading():
+            build_tiny_model("monot5", name)
         print("--tiny: a tiny random monoT5 built offline; its scores are meaningless, it only shows the pipeline.")
     try:
-        model = CrossEncoder(name, device=args.device)
+        with quiet_loading():
+            model = CrossEncoder(name, device=args.device)
     except (OSError, ValueError) as error:
         reason = str(error).splitlines()[0].rstrip(". ") if str(error) else type(error).__name__
         print(
