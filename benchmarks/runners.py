@@ -10,6 +10,7 @@ likelihood.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -72,6 +73,7 @@ def make_runner(
 
         return sentence_transformers_predict
     if family == "monot5":
+        sys.path.append(os.path.join(sys.prefix, "inranker"))  # where ./dev installs it, outside site-packages
         from inranker import T5Ranker
 
         precision = {"bf16": {"bf16": True}, "fp16": {"fp16": True}}.get(dtype, {})

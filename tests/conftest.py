@@ -8,8 +8,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach a hub
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import importlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from transformers.utils import logging as hf_logging
@@ -32,6 +35,21 @@ KIND_FAMILY: dict[str, str | None] = {
     "listconranker": None,
 }
 assert set(KIND_FAMILY) == set(FAMILY_BUILDERS)
+
+
+def import_inranker() -> ModuleType:
+    """The authors' ``inranker`` package, for the parity test.
+
+    ``./dev`` installs it into ``<venv>/inranker``, outside site-packages: its pinned dependencies (torch 2.1,
+    transformers 4.27) would make pip report the environment broken. ``./dev test`` sets
+    ``RERANK_PLUGINS_REQUIRE_INRANKER=1``, so there a missing package fails instead of skipping.
+    """
+    where = str(Path(sys.prefix) / "inranker")
+    if Path(where).is_dir() and where not in sys.path:
+        sys.path.append(where)
+    if os.environ.get("RERANK_PLUGINS_REQUIRE_INRANKER") == "1":
+        return importlib.import_module("inranker")
+    return pytest.importorskip("inranker")
 
 
 @pytest.fixture(scope="session")

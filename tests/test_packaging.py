@@ -18,7 +18,9 @@ import venv
 import zipfile
 from pathlib import Path
 
+import packaging
 import pytest
+from packaging.version import Version
 
 import rerank_plugins
 
@@ -49,6 +51,13 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_twine_check_accepts_both(dist: dict[str, Path]) -> None:
+    with zipfile.ZipFile(dist["wheel"]) as wheel:
+        metadata = wheel.read(f"rerank_plugins-{VERSION}.dist-info/METADATA").decode()
+    metadata_version = metadata.split("Metadata-Version: ", 1)[1].split("\n", 1)[0].strip()
+    if Version(metadata_version) >= Version("2.5") and Version(packaging.__version__) < Version("26"):
+        # The lowest environment: langchain-core 1.0.0 caps packaging<26, which cannot read the Metadata-Version
+        # 2.5 that hatchling writes, so no twine there can check it (twine 7 needs packaging>=26).
+        pytest.skip(f"packaging {packaging.__version__} cannot read Metadata-Version {metadata_version}")
     output = run([sys.executable, "-m", "twine", "check", "--strict", str(dist["wheel"]), str(dist["sdist"])], ROOT)
     assert output.count("PASSED") == 2, output
 
