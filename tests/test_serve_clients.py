@@ -9,12 +9,15 @@ import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import cohere
 import pytest
 from conftest import DOCUMENTS, KIND_FAMILY, QUERIES
 
 from rerank_plugins.serve import ServeSettings, create_app
 from rerank_plugins.serve.testing import serve_in_thread
+
+cohere = pytest.importorskip(
+    "cohere", reason='the HTTP clients are not installed: pip install "rerank-plugins[test-clients]"'
+)
 
 KINDS = list(KIND_FAMILY)
 QUERY = QUERIES[1]

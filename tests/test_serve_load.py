@@ -11,9 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-import schemathesis
 from conftest import DOCUMENTS, QUERIES
-from hypothesis import HealthCheck, given, settings, strategies
 
 from rerank_plugins.serve import ServeSettings, create_app
 from rerank_plugins.serve.testing import serve_in_thread
@@ -96,6 +94,9 @@ def _near_ties(got: list[tuple[int, float]], expected: list[tuple[int, float]]) 
 
 def test_fuzzed_requests_never_get_a_5xx(load_tiny: Callable) -> None:
     """Schemathesis draws requests from the OpenAPI schema (valid and not); every answer is below 500."""
+    schemathesis = pytest.importorskip("schemathesis", reason='pip install "rerank-plugins[test-clients]"')
+    from hypothesis import HealthCheck, given, settings, strategies
+
     app = create_app({"m": load_tiny("sequence-classification")}, ServeSettings(max_documents=50))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
