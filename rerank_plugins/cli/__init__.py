@@ -105,7 +105,10 @@ def _package_logging(verbose: bool) -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or an argument mistake (already printed on one line)
+        return done.code if isinstance(done.code, int) else 2
     try:
         with _package_logging(getattr(args, "verbose", False)):
             return int(args.handler(args))
