@@ -48,8 +48,17 @@ def import_inranker() -> ModuleType:
     if Path(where).is_dir() and where not in sys.path:
         sys.path.append(where)
     if os.environ.get("RERANK_PLUGINS_REQUIRE_INRANKER") == "1":
-        return importlib.import_module("inranker")
-    return pytest.importorskip("inranker")
+        module = importlib.import_module("inranker")
+    else:
+        module = pytest.importorskip("inranker")
+    import transformers
+    from packaging.version import Version
+
+    if Version(transformers.__version__) < Version("5.3"):
+        # inranker's greedy_decode calls prepare_inputs_for_generation(use_cache=True) without cache_position,
+        # which transformers 5.0-5.2 index (generation/utils.py, _cache_dependant_input_preparation; gone in 5.3).
+        pytest.skip(f"inranker 1.1.0 cannot run on transformers {transformers.__version__} (needs >= 5.3)")
+    return module
 
 
 @pytest.fixture(scope="session")

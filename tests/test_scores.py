@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import reference
 import torch
-import transformers
 from conftest import DOCUMENTS, QUERIES, import_inranker
-from packaging.version import Version
 
 from rerank_plugins import CrossEncoder
 
@@ -35,11 +33,7 @@ def test_monot5_log_probability_on_request(tiny_paths, load_tiny):
 
 
 def test_monot5_equals_inranker_package(tiny_paths, load_tiny):
-    inranker = import_inranker()
-    if Version(transformers.__version__) < Version("5.3"):
-        # inranker's greedy_decode calls prepare_inputs_for_generation(use_cache=True) without cache_position,
-        # which transformers 5.0-5.2 index (generation/utils.py, _cache_dependant_input_preparation; gone in 5.3).
-        pytest.skip(f"inranker 1.1.0 cannot run on transformers {transformers.__version__} (needs >= 5.3)")
+    inranker = import_inranker()  # skips where inranker cannot run (transformers < 5.3)
     ranker = inranker.T5Ranker(tiny_paths["monot5"], batch_size=4, device="cpu")
     model = load_tiny("monot5")
     for query in QUERIES:

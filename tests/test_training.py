@@ -7,6 +7,7 @@ Tiny models train with dropout off (at hidden size 32 its noise swamps 20 steps)
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import KIND_FAMILY, import_inranker
 from datasets import Dataset
 from sentence_transformers import CrossEncoder as STCrossEncoder
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
@@ -42,7 +44,6 @@ from rerank_plugins.training import (
     inranker_features,
     load_distillation_file,
 )
-from tests.conftest import KIND_FAMILY
 
 QUERIES = ["what is the capital of france", "how do vaccines work", "who wrote the novel", "what causes rain"]
 POSITIVES = [
@@ -162,7 +163,8 @@ def test_preprocess_counts_the_tokens_of_single_texts(kind: str, load_tiny: Call
 # -- 2. InRanker's recipe, exactly ---------------------------------------------------------------------------
 def test_inranker_distillation_equals_inranker_compute_loss(tiny_paths: dict[str, str], tmp_path: Path) -> None:
     """Our loss and inranker's own ``T5Trainer.compute_loss`` on one batch of its own file: loss and gradients."""
-    trainer_module = pytest.importorskip("inranker.training.trainer")
+    import_inranker()  # on sys.path; skips where inranker cannot run (transformers < 5.3)
+    trainer_module = importlib.import_module("inranker.training.trainer")
     max_length = 24  # short enough that the documents are cut by InRanker's budget
     rows = [
         {"query": q, "contents": d, "true_logit": t, "false_logit": f}
