@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 from conftest import DOCUMENTS
 
 from rerank_plugins import CrossEncoder
-from rerank_plugins.adapters import RerankOptions, arerank, check_options, load_model, model_lock, rerank
+from rerank_plugins.adapters import RerankOptions, arerank, check_options, load_model, rerank
 
 # Every family's tiny model, and ListConRanker's iterative inference too.
 CASES: list[tuple[str, bool]] = [
@@ -172,23 +173,23 @@ def test_load_model(load_tiny: Callable[..., CrossEncoder], tiny_paths: dict[str
         load_model(tiny_paths["monot5"], top_k=3)
     with pytest.raises(TypeError, match="model="):
         load_model(3)  # type: ignore[arg-type]
-    assert model_lock(model) is model_lock(model)
-    assert model_lock(model) is not model_lock(load_tiny("listconranker"))
 
 
-def test_scoring_holds_the_model_lock(load_tiny: Callable[..., CrossEncoder], monkeypatch: pytest.MonkeyPatch) -> None:
-    model = load_tiny("monot5")
-    original, held = model.rank, []
+@pytest.mark.parametrize("kind", ["monot5", "listconranker"])
+def test_concurrent_calls_on_one_model_equal_sequential(load_tiny: Callable[..., CrossEncoder], kind: str) -> None:
+    """No lock: four threads and an event loop scoring with one model at once get the sequential rankings."""
+    model = load_tiny(kind)
+    jobs = [(f"{query} {i}", CORPUS[i:] + CORPUS[:i]) for i, query in enumerate(["q a", "q b", "q c", "q d"])]
+    expected = [rerank(model, query, texts) for query, texts in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(lambda job: rerank(model, *job), jobs * 2))
 
-    def rank(*args: Any, **kwargs: Any) -> Any:
-        held.append(model_lock(model).locked())
-        return original(*args, **kwargs)
+    async def gathered() -> list[list[tuple[int, float]]]:
+        return list(await asyncio.gather(*(arerank(model, query, texts) for query, texts in jobs)))
 
-    monkeypatch.setattr(model, "rank", rank)
-    rerank(model, "q", ["a", "b"])
-    asyncio.run(arerank(model, "q", ["a", "b"]))
-    assert held == [True, True]
-    assert not model_lock(model).locked()
+    for got, want in zip([*threaded, *asyncio.run(gathered())], expected * 3, strict=True):
+        assert [i for i, _ in got] == [i for i, _ in want]
+        assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
 
 
 # -- each adapter imports without the other framework -------------------------------------------------------------
