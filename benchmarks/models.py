@@ -124,9 +124,14 @@ def _build_minilm(shape: Shape, path: Path) -> None:
     model.save_pretrained(path)
 
 
-def ensure_model(shape: Shape, root: Path, corpus: Sequence[str]) -> Path:
-    """The cached model of ``shape`` under ``root``, built first if missing or built from another corpus."""
-    key = repr((shape, BUILD_VERSION, hashlib.sha256("\n".join(corpus).encode()).hexdigest()))
+def ensure_model(shape: Shape, root: Path, corpus: Sequence[str], device: str = "cpu") -> Path:
+    """The cached model of ``shape`` under ``root``, built first if missing or built from another corpus.
+
+    On CUDA the random model is drawn on the GPU and saved in bf16 (a 3B shape in seconds, 6 GB on disk); the
+    fp32 runs load those bf16 values upcast, so fp32 and bf16 runs score the same weights.
+    """
+    on_gpu = device.startswith("cuda")
+    key = repr((shape, BUILD_VERSION, on_gpu, hashlib.sha256("\n".join(corpus).encode()).hexdigest()))
     path = root / f"{shape.family}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (path / ".complete").exists():
         return path
@@ -136,6 +141,7 @@ def ensure_model(shape: Shape, root: Path, corpus: Sequence[str]) -> Path:
         _build_minilm(shape, path)
     else:
         build_model(shape.kind, path, sizes=shape.sizes, corpus=corpus, tokenizer_vocab=shape.tokenizer_vocab,
-                    std=None, seed=1)  # fmt: skip
+                    std=None, seed=1, device=device if on_gpu else "cpu",
+                    dtype=torch.bfloat16 if on_gpu else None)  # fmt: skip
     (path / ".complete").write_text("ok\n")
     return path

@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             queries, depth = DEFAULT_SIZE.get(shape.family, (4, 25))
             groups, warm = data.split(run, args.queries or queries, args.depth or depth, args.warm_up_queries)
             print(f"{name}: building {shape.description} ...", file=sys.stderr, flush=True)
-            path = ensure_model(shape, args.models_dir, corpus)
+            path = ensure_model(shape, args.models_dir, corpus, args.device)
             print(f"{name}: {sum(len(d) for _, d in groups)} pairs ...", file=sys.stderr, flush=True)
             row = family_row(name, shape, path, groups, warm, args, info["matmul_flops"])
             rows.append(row)

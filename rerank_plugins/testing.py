@@ -91,9 +91,11 @@ def randomize(model: torch.nn.Module, seed: int, std: float | None = 0.3) -> Non
     ``std=None``: ``N(0, fan_in ** -0.5)`` for matrices and ``N(0, 1)`` for embeddings, which keeps activations of
     order one through many layers (realistic sizes), so that scores spread out instead of saturating.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = None
     with torch.no_grad():
         for name, parameter in model.named_parameters():
+            if generator is None:  # drawn where the model lives: a 3B model builds in seconds on a GPU
+                generator = torch.Generator(device=parameter.device).manual_seed(seed)
             if parameter.dim() >= 2:
                 if std is not None:
                     scale = std
@@ -101,9 +103,9 @@ def randomize(model: torch.nn.Module, seed: int, std: float | None = 0.3) -> Non
                     scale = 1.0
                 else:
                     scale = parameter.shape[1] ** -0.5
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+                parameter.copy_(torch.randn(parameter.shape, generator=generator, device=parameter.device) * scale)
             elif name.endswith("bias"):
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+                parameter.copy_(torch.randn(parameter.shape, generator=generator, device=parameter.device) * 0.02)
 
 
 def _wordpiece(corpus: Iterable[str], lowercase: bool, vocab_size: int) -> Tokenizer:
@@ -207,9 +209,9 @@ class _Spec:
     """What one builder call needs: where, which corpus and tokenizer size, the sizes, the initialisation."""
 
     def __init__(self, path: Path, corpus: Sequence[str], tokenizer_vocab: int | None, sizes: dict[str, Any],
-                 std: float | None, seed: int) -> None:  # fmt: skip
+                 std: float | None, seed: int, dtype: torch.dtype | None) -> None:  # fmt: skip
         self.path, self.corpus, self.tokenizer_vocab = path, corpus, tokenizer_vocab
-        self.sizes, self.std, self.seed = sizes, std, seed
+        self.sizes, self.std, self.seed, self.dtype = sizes, std, seed, dtype
 
     def vocab(self, kind: str) -> int:
         return self.tokenizer_vocab or TOKENIZER_VOCAB[kind]
@@ -222,6 +224,8 @@ class _Spec:
 
 
 def _save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, spec: _Spec) -> None:
+    if spec.dtype is not None:
+        model.to(spec.dtype)
     model.save_pretrained(spec.path)
     tokenizer.save_pretrained(spec.path)
 
@@ -306,8 +310,8 @@ def save_list_head(path: str | os.PathLike[str], hidden: int, sizes: dict[str, A
     # The authors' checkpoint also holds the unused template layer that nn.TransformerEncoder copies.
     state.update({f"list_transformer_layer.{k[len('list_transformer.layers.0.'):]}": v
                   for k, v in state.items() if k.startswith("list_transformer.layers.0.")})  # fmt: skip
-    torch.save(linear.state_dict(), Path(path) / "linear_in_embedding.pt")
-    torch.save(state, Path(path) / "list_transformer.pt")
+    torch.save({k: v.cpu() for k, v in linear.state_dict().items()}, Path(path) / "linear_in_embedding.pt")
+    torch.save({k: v.cpu() for k, v in state.items()}, Path(path) / "list_transformer.pt")
 
 
 def _listconranker(spec: _Spec) -> None:
@@ -341,12 +345,15 @@ def build_model(
     tokenizer_vocab: int | None = None,
     std: float | None = 0.3,
     seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
 ) -> str:
     """Build a random model of ``kind`` (see ``FAMILY_BUILDERS``) in ``path`` and return the path as a string.
 
     ``sizes`` override the tiny sizes (``TINY_SIZES``); the tokenizer is trained on ``corpus`` with
     ``tokenizer_vocab`` entries (default: the tiny size of its type); ``std=None`` draws realistic fan-in weights
-    (see :func:`randomize`).
+    (see :func:`randomize`). ``device`` is where the model is built and drawn (the weights differ between
+    devices: each has its own random generator); ``dtype`` the dtype it is saved in (default: fp32).
     """
     if kind not in _BUILDERS:
         raise ValueError(f"Unknown kind {kind!r}. Valid kinds: {', '.join(_BUILDERS)}.")
@@ -354,7 +361,8 @@ def build_model(
     target.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     merged = {**TINY_SIZES[_SIZES_OF.get(kind, kind)], **(sizes or {})}
-    _BUILDERS[kind](_Spec(target, list(corpus), tokenizer_vocab, merged, std, seed))
+    with torch.device(device):
+        _BUILDERS[kind](_Spec(target, list(corpus), tokenizer_vocab, merged, std, seed, dtype))
     return str(target)
 
 
