@@ -49,12 +49,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--depth", type=int, help="passages per query (default: 25)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="pairs per forward of both sides (default: predict()'s own default for ours, which "
+        "batches by tokens on an accelerator; 32, the libraries' default, for the alternatives)",
+    )
     parser.add_argument(
         "--repeats", type=int, default=2, help="timed passes per side, each a fresh process; the best counts"
     )
     parser.add_argument("--warm-up-queries", type=int, default=2, help="other queries each process warms up on")
     parser.add_argument("--threads", type=int, help="torch threads in the workers (default: torch's own)")
+    parser.add_argument("--skip-memory", action="store_true", help="no peak-memory processes (quicker)")
     parser.add_argument("--int8", action="store_true", help="also benchmark the opt-in int8 path (CPU)")
     parser.add_argument("--long-list", action="store_true", help="also measure peak memory on 250 vs 1,000 passages")
     parser.add_argument("--only-long-list", action="store_true", help="run the long-list measurement only")
@@ -168,7 +174,7 @@ def family_row(
                     "scores": runs[0]["scores"], "mode": runs[0]["mode"]} for side, runs in passes.items()}  # fmt: skip
     # Memory: one query's call (the unit every adapter makes), each side in a fresh process.
     one_query = {**base, "groups": groups[:1], "mode": "memory"}
-    memory = {side: worker({**one_query, "side": side}, memory=True) for side in sides[:2]}
+    memory = {} if args.skip_memory else {side: worker({**one_query, "side": side}, memory=True) for side in sides[:2]}
     pairs = sum(len(docs) for _, docs in groups)
     model_flops = flops.model_flops(family, str(path), groups)
     row: dict[str, Any] = {"name": name, "family": family, "model": shape.description,
@@ -182,13 +188,14 @@ def family_row(
                      "flop_fraction": model_flops / best / peak}  # fmt: skip
         if side in memory:
             row[side]["peak_mib"] = memory[side]["peak_mib"]
-    row["memory_method"] = memory["ours"]["memory_method"]
+    row["memory_method"] = memory["ours"]["memory_method"] if memory else "not measured (--skip-memory)"
     ours = np.concatenate([np.asarray(s, dtype=np.float64) for s in timed["ours"]["scores"]])
     alternative = np.concatenate([np.asarray(s, dtype=np.float64) for s in timed["alternative"]["scores"]])
     row["max_abs_diff"] = float(np.abs(ours - alternative).max())
     row["agree"] = row["max_abs_diff"] <= TOLERANCE[args.dtype]
     row["speedup"] = row["ours"]["pairs_per_s"] / row["alternative"]["pairs_per_s"]
-    row["memory_ratio"] = row["alternative"]["peak_mib"] / max(row["ours"]["peak_mib"], 1e-9)
+    if memory:
+        row["memory_ratio"] = row["alternative"]["peak_mib"] / max(row["ours"]["peak_mib"], 1e-9)
     if int8:
         per_query = list(zip(timed["ours"]["scores"], timed["ours-int8"]["scores"], strict=True))
         rho = [spearman(np.asarray(a), np.asarray(b)) for a, b in per_query]
@@ -225,6 +232,10 @@ def long_list_rows(run: list[dict], args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def mib(side: dict[str, Any]) -> str:
+    return f"{side['peak_mib']:.0f}" if "peak_mib" in side else "-"
+
+
 def tflops(side: dict[str, Any]) -> str:
     return f"{side['model_tflop_per_s']:.3g} ({side['flop_fraction']:.1%})"
 
@@ -239,8 +250,9 @@ def print_report(info: dict[str, Any], rows: list[dict], long_rows: list[dict]) 
         for r in rows:
             ok = "" if r["agree"] else " FAIL"
             print(f"| {r['name']} | {r['pairs']} | {r['ours']['pairs_per_s']:.1f} | "
-                  f"{r['alternative']['pairs_per_s']:.1f} | {r['speedup']:.2f}x | {r['ours']['peak_mib']:.0f} | "
-                  f"{r['alternative']['peak_mib']:.0f} | {r['memory_ratio']:.1f}x | {r['max_abs_diff']:.1e}{ok} | "
+                  f"{r['alternative']['pairs_per_s']:.1f} | {r['speedup']:.2f}x | {mib(r['ours'])} | "
+                  f"{mib(r['alternative'])} | {r.get('memory_ratio', float('nan')):.1f}x | "
+                  f"{r['max_abs_diff']:.1e}{ok} | "
                   f"{tflops(r['ours'])} | {tflops(r['alternative'])} |")  # fmt: skip
         print("\nAlternatives: " + "; ".join(f"{r['name']}: {r['alternative_name']} ({r['alternative_mode']})"
                                            for r in rows))  # fmt: skip
@@ -283,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {sum(len(d) for _, d in groups)} pairs ...", file=sys.stderr, flush=True)
             row = family_row(name, shape, path, groups, warm, args, info["matmul_flops"])
             rows.append(row)
-            print(f"  speed-up {row['speedup']:.2f}x, memory ratio {row['memory_ratio']:.1f}x, "
+            print(f"  speed-up {row['speedup']:.2f}x, memory ratio {row.get('memory_ratio', float('nan')):.1f}x, "
                   f"max abs diff {row['max_abs_diff']:.1e}", file=sys.stderr, flush=True)  # fmt: skip
     long_rows = long_list_rows(run, args) if args.long_list or args.only_long_list else []
     # The machine may be shared: the matmul is measured again at the end and the better figure is the limit.

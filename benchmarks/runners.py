@@ -27,16 +27,21 @@ ALTERNATIVES: dict[str, str] = {
     "query-likelihood": "RankingGPT card loop (batch 1, full-vocabulary logits)",
     "listconranker": "plain per-query ListConRanker (one BERT batch per list)",
 }
+DEFAULT_BATCH_SIZE = 32
+"""sentence-transformers' and inranker's default batch size."""
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def make_runner(
-    family: str, side: str, path: str, device: str, dtype: str, batch_size: int, max_length: int = 512
+    family: str, side: str, path: str, device: str, dtype: str, batch_size: int | None, max_length: int = 512
 ) -> Runner:
     """Load the model of ``side`` for ``family`` and return a function that scores groups.
 
     ``max_length`` (tokens per input; per text for ListConRanker) is given to every side that has the setting.
+    ``batch_size=None``: ours calls ``predict`` without one (its own default), the alternatives use 32.
     """
+    ours_batch = {} if batch_size is None else {"batch_size": batch_size}
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore")
     torch_dtype = DTYPES[dtype]
@@ -54,7 +59,7 @@ def make_runner(
 
         def ours(groups: list[Group]) -> list[list[float]]:
             return [
-                model.predict([(q, d) for d in docs], batch_size=batch_size, show_progress_bar=False).tolist()
+                model.predict([(q, d) for d in docs], show_progress_bar=False, **ours_batch).tolist()
                 for q, docs in groups
             ]
 

@@ -225,17 +225,18 @@ class _Spec:
 
 def _save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, spec: _Spec) -> None:
     if spec.dtype is not None:
-        model.to(spec.dtype)
+        model.to(spec.dtype)  # type: ignore[arg-type]
     model.save_pretrained(spec.path)
     tokenizer.save_pretrained(spec.path)
 
 
 def _monot5(spec: _Spec) -> None:
     tokenizer = t5_tokenizer(spec.corpus, spec.vocab("unigram"))
-    config = T5Config(
-        **spec.config(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=0,  # T5's: the pad id
-    )  # fmt: skip
+    settings: dict[str, Any] = {
+        **spec.config(tokenizer), "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
+        "decoder_start_token_id": 0,  # T5's: the pad id
+    }  # fmt: skip
+    config = T5Config(**settings)
     model = T5ForConditionalGeneration(config)
     randomize(model, spec.seed, spec.std)
     if spec.std is None:  # T5 does not scale q . k by d_kv ** -0.5: its initialisation folds that into q
@@ -248,7 +249,8 @@ def _monot5(spec: _Spec) -> None:
 
 def _sequence_classification(spec: _Spec, num_labels: int = 1) -> None:
     tokenizer = bert_tokenizer(spec.corpus, vocab_size=spec.vocab("wordpiece"))
-    config = BertConfig(max_position_embeddings=512, num_labels=num_labels, **spec.config(tokenizer))
+    settings: dict[str, Any] = {"max_position_embeddings": 512, "num_labels": num_labels, **spec.config(tokenizer)}
+    config = BertConfig(**settings)
     config.architectures = ["BertForSequenceClassification"]
     model = BertForSequenceClassification(config)
     randomize(model, spec.seed, spec.std)

@@ -17,7 +17,7 @@ from transformers import AutoModelForSeq2SeqLM
 
 from rerank_plugins.families import CheckpointInfo, FamilySpec
 from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores, single_texts
-from rerank_plugins.scoring.batching import length_chunks, pack_rows
+from rerank_plugins.scoring.batching import PACKED_CHUNK_OVERHEAD, length_chunks, pack_rows
 
 MONOT5_TEMPLATE = "Query: {query} Document: {document} Relevant:"
 
@@ -77,7 +77,7 @@ class MonoT5Score(ScoringModule):
             # Short rows share a bin (a block-diagonal mask between them), then the bins run in length chunks:
             # fewer pad tokens AND fewer forwards than chunks of whole rows (each forward has a fixed cost).
             packing = pack_rows(input_ids, attention_mask, model.dtype, model.config.pad_token_id or 0)
-            for bins, width in length_chunks(packing.filled):
+            for bins, width in length_chunks(packing.filled, overhead=PACKED_CHUNK_OVERHEAD):
                 encoded = model.get_encoder()(
                     input_ids=packing.input_ids[bins, :width],
                     attention_mask=packing.attention_mask[bins, :, :width, :width],
