@@ -30,6 +30,19 @@ def groups(run: list[dict], queries: int, depth: int) -> list[Group]:
     return [(record["query"], [hit["content"] for hit in record["hits"][:depth]]) for record in run[:queries]]
 
 
+def split(run: list[dict], queries: int, depth: int, warm_up_queries: int) -> tuple[list[Group], list[Group]]:
+    """The timed groups (the first ``queries`` queries) and warm-up groups (the next ``warm_up_queries``).
+
+    The warm-up queries are other queries than the timed ones, so that the timed pairs are unseen by every cache.
+    """
+    if queries + warm_up_queries > len(run):
+        raise SystemExit(
+            f"The data holds {len(run)} queries; {queries} timed + {warm_up_queries} warm-up queries are asked for."
+        )
+    timed = groups(run, queries, depth)
+    return timed, groups(run[queries:], warm_up_queries, depth)
+
+
 def long_list(run: list[dict], size: int) -> Group:
     """One query with ``size`` distinct passages, drawn from every query's candidates (for the long-list mode)."""
     passages = list(dict.fromkeys(hit["content"] for record in run for hit in record["hits"]))

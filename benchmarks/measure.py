@@ -75,8 +75,15 @@ def peak_growth_mib(call: Callable[[], Any], device: str) -> tuple[Any, float, s
     return result, max(sampler.peak - baseline, 0) / 1024, "VmRSS sampled every 1 ms"
 
 
-def matmul_flops(device: str = "cpu", dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 7) -> float:
-    """Dense ``torch.mm`` throughput of ``size x size`` matrices in FLOP/s: the best of ``repeats`` runs."""
+def matmul_flops(
+    device: str = "cpu", dtype: torch.dtype = torch.float32, size: int | None = None, repeats: int = 7
+) -> float:
+    """Dense ``torch.mm`` throughput of ``size x size`` matrices in FLOP/s: the best of ``repeats`` runs.
+
+    ``size`` defaults to 2048 on a CPU and 8192 on CUDA (a 2048 product takes microseconds on a large GPU, too
+    short to time against the launch).
+    """
+    size = size or (8192 if device.startswith("cuda") else 2048)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     best = float("inf")

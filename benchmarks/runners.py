@@ -19,6 +19,7 @@ import torch
 from benchmarks.data import Group
 
 Runner = Callable[[list[Group]], list[list[float]]]
+"""Scores query groups; a runner may carry a ``mode`` attribute naming the precision it really runs in."""
 
 ALTERNATIVES: dict[str, str] = {
     "sequence-classification": "sentence_transformers.CrossEncoder(path).predict",
@@ -26,16 +27,21 @@ ALTERNATIVES: dict[str, str] = {
     "query-likelihood": "RankingGPT card loop (batch 1, full-vocabulary logits)",
     "listconranker": "plain per-query ListConRanker (one BERT batch per list)",
 }
+DEFAULT_BATCH_SIZE = 32
+"""sentence-transformers' and inranker's default batch size."""
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def make_runner(
-    family: str, side: str, path: str, device: str, dtype: str, batch_size: int, max_length: int = 512
+    family: str, side: str, path: str, device: str, dtype: str, batch_size: int | None, max_length: int = 512
 ) -> Runner:
     """Load the model of ``side`` for ``family`` and return a function that scores groups.
 
     ``max_length`` (tokens per input; per text for ListConRanker) is given to every side that has the setting.
+    ``batch_size=None``: ours calls ``predict`` without one (its own default), the alternatives use 32.
     """
+    ours_batch = {} if batch_size is None else {"batch_size": batch_size}
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore")
     torch_dtype = DTYPES[dtype]
@@ -53,7 +59,7 @@ def make_runner(
 
         def ours(groups: list[Group]) -> list[list[float]]:
             return [
-                model.predict([(q, d) for d in docs], batch_size=batch_size, show_progress_bar=False).tolist()
+                model.predict([(q, d) for d in docs], show_progress_bar=False, **ours_batch).tolist()
                 for q, docs in groups
             ]
 
@@ -73,13 +79,7 @@ def make_runner(
 
         return sentence_transformers_predict
     if family == "monot5":
-        sys.path.append(os.path.join(sys.prefix, "inranker"))  # where ./dev installs it, outside site-packages
-        from inranker import T5Ranker
-
-        precision = {"bf16": {"bf16": True}, "fp16": {"fp16": True}}.get(dtype, {})
-        where = "cuda" if device.startswith("cuda") else "cpu"
-        ranker = T5Ranker(path, batch_size=batch_size, device=where, **precision)
-        return lambda groups: [ranker.get_scores(q, docs, max_length=max_length) for q, docs in groups]
+        return _inranker(path, device, dtype, batch_size, max_length)
     if family == "query-likelihood":
         from benchmarks.alternatives import RankingGPTCardLoop
 
@@ -91,3 +91,32 @@ def make_runner(
         plain_list = PlainListConRanker(path, device=device, dtype=torch_dtype, max_length=max_length)
         return lambda groups: [plain_list.get_scores(q, docs) for q, docs in groups]
     raise ValueError(f"unknown family {family!r}")
+
+
+def _inranker(path: str, device: str, dtype: str, batch_size: int, max_length: int) -> Runner:
+    """``inranker.T5Ranker`` in its best working mode: ``bf16=True`` where it runs, else its ``fp16=True``."""
+    sys.path.append(os.path.join(sys.prefix, "inranker"))  # where ./dev installs it, outside site-packages
+    from inranker import T5Ranker
+
+    where = "cuda" if device.startswith("cuda") else "cpu"
+    modes = {"bf16": ["bf16", "fp16"], "fp16": ["fp16"]}.get(dtype, ["fp32"])
+    ranker = None
+    for mode in modes:
+        precision = {mode: True} if mode != "fp32" else {}
+        candidate = T5Ranker(path, batch_size=batch_size, device=where, **precision)
+        try:  # a probe: inranker's bf16 path fails on some set-ups
+            probe = candidate.get_scores("query", ["a passage", "another passage"], max_length=max_length)
+        except (RuntimeError, TypeError) as error:
+            warnings.warn(f"inranker {mode} failed ({error}); trying the next mode", stacklevel=2)
+            continue
+        if all(score == score for score in probe):  # no NaN
+            ranker = candidate
+            break
+    if ranker is None:
+        raise RuntimeError(f"inranker.T5Ranker runs in none of {modes} here")
+
+    def inranker(groups: list[Group]) -> list[list[float]]:
+        return [ranker.get_scores(q, docs, max_length=max_length) for q, docs in groups]
+
+    inranker.mode = mode  # type: ignore[attr-defined]
+    return inranker

@@ -1,11 +1,15 @@
-"""The benchmark's subprocess: ``python -m benchmarks.worker SPEC.json RESULT.json``.
+"""The benchmark's subprocess: ``python -m benchmarks.worker SPEC.json RESULT.json``, one side per process.
 
-A spec names a family, the sides to load, the model, the query groups and the mode:
+A spec names a family, ONE side, the model, the timed query groups, the warm-up groups and the mode:
 
-- ``time``: load every side, warm each up, then run the groups ``repeats`` times, alternating which side goes
-  first, so that both see the same machine load; each side keeps its best time.
-- ``memory``: load one side, warm it up, and measure the peak memory one pass over the groups adds
-  (see ``benchmarks/measure.py``). Each side gets a fresh process, so neither inherits the other's allocations.
+- ``time``: load the side, warm it up on the warm-up groups (other queries than the timed ones, so that the timed
+  pairs are unseen: no cache of a tokenizer, an allocator or a kernel library has met them), then time one pass
+  over the timed groups. ``benchmarks.run`` starts a fresh process per pass and alternates the sides.
+- ``memory``: the same warm-up, then the peak memory that one pass over the groups adds
+  (see ``benchmarks/measure.py``).
+
+``warm_up: "full"`` warms up on the timed groups themselves instead (the long-list memory mode, where the
+bounded caches of the tokenizers must be full before the peak is measured).
 """
 
 from __future__ import annotations
@@ -22,12 +26,6 @@ from benchmarks.measure import peak_growth_mib
 from benchmarks.runners import make_runner
 
 
-def _warm_up(groups: list) -> list:
-    """A small first call (one query, 4 passages) that loads kernels and pages in every weight."""
-    query, documents = groups[0]
-    return [(query, documents[:4])]
-
-
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -38,30 +36,25 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(int(spec["threads"]))
     torch.manual_seed(0)
     groups = [(query, list(documents)) for query, documents in spec["groups"]]
-    device = spec["device"]
-    runners = {
-        side: make_runner(
-            spec["family"], side, spec["path"], device, spec["dtype"], spec["batch_size"], spec.get("max_length", 512)
-        )
-        for side in spec["sides"]
-    }
-    for runner in runners.values():  # "full": a whole pass first, so that bounded caches (tokenizers') are filled
-        runner(groups if spec.get("warm_up") == "full" else _warm_up(groups))
+    warm = [(query, list(documents)) for query, documents in spec.get("warm_groups") or []]
+    device, side = spec["device"], spec["side"]
+    runner = make_runner(
+        spec["family"], side, spec["path"], device, spec["dtype"], spec["batch_size"], spec.get("max_length", 512)
+    )
+    if spec.get("warm_up") == "full" or not warm:
+        warm = groups
+    runner(warm)
+    _sync(device)
     gc.collect()
     if spec["mode"] == "memory":
-        (side,) = runners
-        scores, peak, method = peak_growth_mib(lambda: runners[side](groups), device)
-        return {side: {"peak_mib": peak, "memory_method": method, "scores": scores}}
-    results: dict[str, dict[str, Any]] = {side: {"times": []} for side in runners}
-    sides = list(runners)
-    for repeat in range(spec["repeats"]):
-        for side in sides if repeat % 2 == 0 else sides[::-1]:
-            _sync(device)
-            start = time.perf_counter()
-            results[side]["scores"] = runners[side](groups)
-            _sync(device)
-            results[side]["times"].append(time.perf_counter() - start)
-    return results
+        scores, peak, method = peak_growth_mib(lambda: runner(groups), device)
+        return {"peak_mib": peak, "memory_method": method, "scores": scores}
+    mode = getattr(runner, "mode", spec["dtype"])
+    cpu, start = time.process_time(), time.perf_counter()
+    scores = runner(groups)
+    _sync(device)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "scores": scores, "mode": mode}
 
 
 def main() -> None:

@@ -80,7 +80,21 @@ def test_listconranker_encoder_sees_at_most_batch_size_texts(load_tiny):
     assert sum(rows for rows, _ in counter.shapes) == len(docs) + 1  # the query once, every document once
 
 
-def test_monot5_encoder_sees_at_most_batch_size_rows(load_tiny):
+@pytest.mark.parametrize("batch_size", [16, 120])
+def test_monot5_encoder_sees_at_most_batch_size_rows_packed(load_tiny, batch_size):
+    model = load_tiny("monot5")
+    docs = documents(120)
+    with RowCounter(model[0].model.get_encoder()) as counter:
+        model.predict([(QUERY, d) for d in docs], batch_size=batch_size)
+    assert max(rows for rows, _ in counter.shapes) <= batch_size
+    if batch_size == 120:  # lengths 3 to 40 words in one batch: short rows share the bins of long ones
+        assert sum(rows for rows, _ in counter.shapes) < len(docs)
+
+
+def test_monot5_unpacked_chunks_see_every_row_once(load_tiny, monkeypatch):
+    from rerank_plugins.scoring import monot5
+
+    monkeypatch.setattr(monot5, "PACKED_TYPES", ())
     model = load_tiny("monot5")
     docs = documents(120)
     with RowCounter(model[0].model.get_encoder()) as counter:
@@ -89,13 +103,37 @@ def test_monot5_encoder_sees_at_most_batch_size_rows(load_tiny):
     assert sum(rows for rows, _ in counter.shapes) == len(docs)
 
 
-def test_monot5_chunks_give_the_scores_of_the_whole_batch(load_tiny, monkeypatch):
+def test_monot5_packed_chunked_and_padded_batches_give_the_same_scores(load_tiny, monkeypatch):
+    from rerank_plugins.scoring import monot5
+
     model = load_tiny("monot5")
     pairs = [(QUERY, d) for d in documents(40)]
+    packed = model.predict(pairs, batch_size=40)
+    monkeypatch.setattr(monot5, "PACKED_TYPES", ())
     chunked = model.predict(pairs, batch_size=40)
     monkeypatch.setattr(batching, "CPU_CHUNK_OVERHEAD", 1e12)  # never split: one padded batch
     whole = model.predict(pairs, batch_size=40)
     np.testing.assert_allclose(chunked, whole, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(packed, whole, atol=1e-6, rtol=0)
+
+
+def test_pack_rows_puts_every_token_once_and_hides_the_other_rows():
+    from rerank_plugins.scoring.batching import pack_rows
+
+    lengths = [9, 2, 5, 4, 9, 1, 3]
+    ids = torch.zeros(len(lengths), 9, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = torch.arange(1, length + 1) + 100 * row
+        mask[row, :length] = 1
+    packing = pack_rows(ids, mask)
+    bins, capacity = packing.input_ids.shape
+    assert capacity == 9 and bins == 4  # 9 | 9 | 5+4 | 2+1+3 (first fit, longest first)
+    for row, length in enumerate(lengths):
+        columns = packing.row_columns[row].nonzero().flatten()
+        assert packing.input_ids[packing.row_bin[row], columns].tolist() == ids[row, :length].tolist()
+        visible = packing.attention_mask[packing.row_bin[row], 0, columns[0]] == 0
+        assert visible.nonzero().flatten().tolist() == columns.tolist()  # its own tokens, nothing else
 
 
 def test_query_likelihood_body_chunks_are_capped_in_tokens(load_tiny, monkeypatch):
