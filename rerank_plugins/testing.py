@@ -13,8 +13,9 @@ shapes with it). Nothing is downloaded.
 
 from __future__ import annotations
 
-import json
+import math
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,14 +109,26 @@ def randomize(model: torch.nn.Module, seed: int, std: float | None = 0.3) -> Non
                 parameter.copy_(torch.randn(parameter.shape, generator=generator, device=parameter.device) * 0.02)
 
 
-def _wordpiece(corpus: Iterable[str], lowercase: bool, vocab_size: int) -> Tokenizer:
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False
+def _word_counts(corpus: Iterable[str], normalizer: Any, pre_tokenizer: Any) -> list[tuple[str, int]]:
+    """The corpus's words as the tokenizer splits them, most frequent first, ties alphabetical: deterministic."""
+    counts = Counter(
+        word for text in corpus for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
     )
-    tokenizer.train_from_iterator(corpus, trainer)
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _wordpiece(corpus: Iterable[str], lowercase: bool, vocab_size: int) -> Tokenizer:
+    """A WordPiece vocabulary built directly, not trained: the tokenizers trainers' results vary between processes
+    (their tie-breaking is hash-ordered), which made every test session's tiny models different."""
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = _word_counts(corpus, normalizer, pre_tokenizer)
+    characters = sorted({character for word, _ in words for character in word})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *characters, *(f"##{c}" for c in characters)]
+    vocab += [word for word, _ in words if len(word) > 1][: max(0, vocab_size - len(vocab))]
+    tokenizer = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -147,24 +160,22 @@ def t5_tokenizer(
 ) -> PreTrainedTokenizerFast:
     """A Unigram tokenizer trained on ``corpus`` holding the whole pieces ``▁true``/``▁false`` (and ``▁yes``/``▁no``),
     appending ``</s>`` like T5."""
-    tokenizer = Tokenizer(models.Unigram())
-    tokenizer.normalizer = normalizers.NFKC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "</s>", "<unk>"],
-        unk_token="<unk>",
-        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz"),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(corpus, trainer)
-    # A trained Unigram keeps only frequent pieces: add the whole words monoT5 reads, explicitly.
-    state = json.loads(tokenizer.to_str())["model"]
-    vocab = [(piece, score) for piece, score in state["vocab"]]
+    # Built directly, not trained, so that it is the same in every process (see _wordpiece): whole words scored
+    # by frequency, then single characters (any other word is spelled out), and the pieces monoT5 reads.
+    normalizer, pre_tokenizer = normalizers.NFKC(), pre_tokenizers.Metaspace()
+    words = _word_counts(corpus, normalizer, pre_tokenizer)
+    total = sum(count for _, count in words)
+    characters = sorted({c for word, _ in words for c in word} | set("▁abcdefghijklmnopqrstuvwxyz"))
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [(c, -12.0) for c in characters]
+    room = max(0, vocab_size - len(vocab))
+    vocab += [(word, math.log(count / total)) for word, count in words if len(word) > 2][:room]
     known = {piece for piece, _ in vocab}
     vocab += [(piece, -5.0) for piece in ("▁true", "▁false", "▁yes", "▁no") if piece not in known]
-    tokenizer.model = models.Unigram(vocab, unk_id=state["unk_id"], byte_fallback=False)
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.decoder = decoders.Metaspace()
     eos = tokenizer.token_to_id("</s>")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
