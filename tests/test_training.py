@@ -92,7 +92,9 @@ def gradients(model: nn.Module) -> dict[str, torch.Tensor]:
 def assert_same_gradients(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor], atol: float) -> None:
     assert first.keys() == second.keys() and first
     for name, grad in first.items():
-        torch.testing.assert_close(grad, second[name], atol=atol, rtol=1e-5, msg=name)
+        torch.testing.assert_close(
+            grad, second[name], atol=atol, rtol=1e-5, msg=lambda text, name=name: f"{name}: {text}"
+        )
 
 
 # -- datasets of the synthetic task: each query's positive mentions it, its negatives do not ------------------
@@ -165,7 +167,7 @@ def test_inranker_distillation_equals_inranker_compute_loss(tiny_paths: dict[str
     """Our loss and inranker's own ``T5Trainer.compute_loss`` on one batch of its own file: loss and gradients."""
     import_inranker()  # on sys.path; skips where inranker cannot run (transformers < 5.3)
     trainer_module = importlib.import_module("inranker.training.trainer")
-    max_length = 24  # short enough that the documents are cut by InRanker's budget
+    max_length = 20  # short enough that the documents are cut by InRanker's budget
     rows = [
         {"query": q, "contents": d, "true_logit": t, "false_logit": f}
         for q, d, t, f in zip(QUERIES * 2, POSITIVES + NEGATIVES, [4.0, 1.5, 3.0, 0.5, -2, -1, 0.25, -3],
@@ -174,12 +176,14 @@ def test_inranker_distillation_equals_inranker_compute_loss(tiny_paths: dict[str
     distill_file = tmp_path / "distill.jsonl"
     distill_file.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf8")
 
-    model = load(tiny_paths, "monot5")
+    # In float64: theirs pads to max_length and ours to the longest row, so in float32 the summation order alone
+    # moves the shared embedding's gradient by up to ~5e-6; in float64 any difference left is the formula's.
+    model = load(tiny_paths, "monot5").double()
     model.train()
     t5, tokenizer = model[0].model, model[0].tokenizer
     # InRanker's own loading and tokenizing (their methods, on a stand-in for the trainer instance).
     theirs = types.SimpleNamespace(tokenizer=tokenizer, tokenize=trainer_module.InRankerTrainer.tokenize)
-    batch = trainer_module.InRankerTrainer.load_custom_dataset(theirs, distill_file=str(distill_file), max_length=24)[:]
+    batch = trainer_module.InRankerTrainer.load_custom_dataset(theirs, distill_file=str(distill_file), max_length=20)[:]
     vocab = tokenizer.get_vocab()
     fake_trainer = types.SimpleNamespace(token_false_id=vocab["▁false"], token_true_id=vocab["▁true"])
     batch["labels"] = torch.tensor(batch["labels"])  # what the Trainer's default collator makes of [[label]] rows
@@ -202,7 +206,8 @@ def test_inranker_distillation_equals_inranker_compute_loss(tiny_paths: dict[str
         features["input_ids"], features["attention_mask"], batch["input_ids"], batch["attention_mask"], strict=True
     ):
         assert row[mask.bool()].tolist() == their_row[their_mask.bool()].tolist()
-    assert int(features["attention_mask"].sum(dim=1).max()) == max_length  # some document was cut to the budget
+    uncut = inranker_features(tokenizer, ours_data["query"], ours_data["document"], 512)["attention_mask"].sum(dim=1)
+    assert (features["attention_mask"].sum(dim=1) < uncut).any()  # some document was cut to InRanker's budget
 
 
 def test_monot5_cross_entropy_is_castorinis_fine_tuning(tiny_paths: dict[str, str]) -> None:
