@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # `python benchmarks/serve.py`: make the reposito
 import httpx
 
 from benchmarks import data
-from benchmarks.models import ensure_model
+from benchmarks.models import BENCH, ensure_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -142,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     bodies = [{"model": "m", "query": query, "documents": passages} for query, passages in groups]
     model = args.model or str(
         ensure_model(
-            "sequence-classification", Path(tempfile.gettempdir()) / "rerank-bench", [p for _, ps in groups for p in ps]
+            BENCH["sequence-classification"],
+            Path(tempfile.gettempdir()) / "rerank-bench",
+            [p for _, ps in groups for p in ps],
         )
     )
     report: dict[str, Any] = {
