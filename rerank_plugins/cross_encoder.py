@@ -93,6 +93,8 @@ class CrossEncoder(STCrossEncoder):
         object.__setattr__(self, "_family_options", {**(entry.options if entry else {}), **(family_options or {})})
         object.__setattr__(self, "_extra_module_classes", {})
         super().__init__(model_name_or_path, **kwargs)
+        # Once, not on every call: for a saved model it walks every family's classes (entry points included).
+        object.__setattr__(self, "_family", self.family)
         self.score_cache = ScoreCache(score_cache) if isinstance(score_cache, int) else score_cache
         self.cache_identity = uuid.uuid4().hex  # cache keys: this instance, never another with the same path
         self.weights_version = 0  # bumped whenever the weights may have changed (training, quantization)
@@ -110,6 +112,9 @@ class CrossEncoder(STCrossEncoder):
     @property
     def family(self) -> str:
         """The scoring family: the one resolved, or for a saved model the one its modules belong to."""
+        known = self.__dict__.get("_family")
+        if known is not None:  # decided once the modules are loaded (they do not change afterwards)
+            return known
         resolution = self._resolution
         if resolution.family is not None and resolution.source != "saved":
             return resolution.family  # the modules were built from this family's spec

@@ -238,22 +238,32 @@ def all_families() -> list[FamilySpec]:
     return [get_family(name) for name in family_names()]
 
 
+def class_ref(cls: type) -> str:
+    """``"package.module.Class"``: how ``modules.json`` names a module class."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def module_classes() -> dict[str, type[nn.Module]]:
     """``"package.module.Class"`` -> class, for every module class a family's saved models may hold."""
-    return {f"{cls.__module__}.{cls.__qualname__}": cls for spec in all_families() for cls in spec.saved_classes}
+    return {class_ref(cls): cls for spec in all_families() for cls in spec.saved_classes}
+
+
+def _family_of_class(ref: str) -> str | None:
+    """The family whose saved models hold the module class ``ref`` (None: no family's)."""
+    for spec in all_families():
+        if ref in {class_ref(cls) for cls in spec.saved_classes}:
+            return spec.name
+    return None
 
 
 def family_of_modules(modules: Sequence[nn.Module]) -> str | None:
     """The family whose classes the loaded modules are (None: none of ours, e.g. a plain ST model)."""
-    first = type(modules[0]) if len(modules) else None
-    for spec in all_families():
-        if first is not None and first in spec.saved_classes:
-            return spec.name
+    if not len(modules):
+        return None
+    first = type(modules[0])
     from sentence_transformers.base.modules import Transformer
 
-    if first is not None and issubclass(first, Transformer):
-        return "sequence-classification"
-    return None
+    return _family_of_class(class_ref(first)) or ("sequence-classification" if issubclass(first, Transformer) else None)
 
 
 # -- resolution -----------------------------------------------------------------------------------------------
@@ -341,7 +351,4 @@ def fallback_tokenizer(name_or_path: str, entry: RegistryEntry | None, hub: HubO
 def _saved_family(modules_json: list[dict[str, Any]]) -> str | None:
     """The family of a saved model, from the class of its first module in ``modules.json``."""
     first = modules_json[0].get("type", "") if modules_json else ""
-    for spec in all_families():
-        if first in {f"{cls.__module__}.{cls.__qualname__}" for cls in spec.saved_classes}:
-            return spec.name
-    return "sequence-classification" if first.endswith("Transformer") else None
+    return _family_of_class(first) or ("sequence-classification" if first.endswith("Transformer") else None)

@@ -80,12 +80,8 @@ def build_sequence_classifier(request: LoadRequest) -> list[nn.Module]:
     if options:
         raise ValueError(f"Unknown family_options {sorted(options)} for sequence classification: use 'truncation'.")
     hub = request.hub
-    shared = {
-        "token": hub.token,
-        "revision": hub.revision,
-        "local_files_only": hub.local_files_only,
-        "trust_remote_code": hub.trust_remote_code,
-    }
+    # Transformer takes cache_dir on its own; everything else goes to every from_pretrained call.
+    shared = {key: value for key, value in hub.pretrained_kwargs().items() if key != "cache_dir"}
     transformer = PairClassifier(
         request.name_or_path,
         transformer_task="sequence-classification",
