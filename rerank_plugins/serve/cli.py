@@ -7,6 +7,7 @@ Nothing heavy is imported here: torch, FastAPI and uvicorn load inside :func:`cm
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
@@ -72,8 +73,50 @@ def register(commands: Any) -> None:
         "--max-pair-chars", type=int, default=64 * 1024 * 1024, help="characters of all pairs of a request (query x N)"
     )
     limits.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a 504")
+    scale = serve.add_argument_group("Ray Serve (--engine ray)")
+    scale.add_argument(
+        "--engine",
+        choices=("uvicorn", "ray"),
+        default="uvicorn",
+        help="uvicorn: one process (the default); ray: replicas behind Ray Serve's proxy",
+    )
+    scale.add_argument(
+        "--replicas",
+        type=_replicas,
+        default=(1, 1),
+        metavar="N|MIN:MAX",
+        help="replicas, each with every model: N, or MIN:MAX to autoscale between them (default: 1)",
+    )
+    scale.add_argument(
+        "--target-ongoing-requests",
+        type=float,
+        default=2.0,
+        help="autoscaling: requests in flight per replica that it aims at (default: 2)",
+    )
+    scale.add_argument(
+        "--max-ongoing-requests", type=int, default=64, help="requests in flight per replica (default: 64)"
+    )
+    scale.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs reserved per replica (default: 1)")
+    scale.add_argument(
+        "--replica-gpus", type=float, help="GPUs reserved per replica (default: 1 with --device cuda, else 0)"
+    )
+    scale.add_argument(
+        "--ray-address", help="an existing Ray cluster to deploy to (default: $RAY_ADDRESS, else a local one)"
+    )
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(handler=cmd_serve)
+
+
+def _replicas(text: str) -> tuple[int, int]:
+    """``"N"`` -> (N, N); ``"MIN:MAX"`` -> (MIN, MAX), 1 <= MIN <= MAX."""
+    low, sep, high = text.partition(":")
+    try:
+        bounds = (int(low), int(high) if sep else int(low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX, got {text!r}") from None
+    if not 1 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected 1 <= MIN <= MAX, got {text!r}")
+    return bounds
 
 
 def _split(value: str) -> tuple[str | None, str]:
@@ -163,6 +206,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     if not 0 < args.port < 65536:
         raise CommandError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.engine == "ray":
+        return run_on_ray(args)
     try:
         import uvicorn
 
@@ -184,4 +229,59 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.request_timeout) + 5,
     )
     uvicorn.Server(config).run()
+    return 0
+
+
+def run_on_ray(args: argparse.Namespace) -> int:
+    """Deploy the application to Ray Serve (a local Ray unless ``--ray-address``), print where it listens, and
+    keep it up until SIGINT/SIGTERM; then shut Serve down, which lets each replica drain its requests."""
+    import signal
+    import threading
+
+    from rerank_plugins.cli import CommandError
+
+    try:
+        from rerank_plugins.serve.ray_serve import APPLICATION_NAME, DEPLOYMENT_NAME, build_application, import_serve
+
+        serve = import_serve()
+        application = build_application(args)
+    except ImportError as error:
+        raise CommandError(str(error)) from error
+    import ray
+
+    level = args.log_level.upper()
+    logging.getLogger("ray.serve").setLevel(level)
+    ray.init(
+        address=args.ray_address or os.environ.get("RAY_ADDRESS"),
+        include_dashboard=False,
+        logging_level=level,
+        log_to_driver=args.log_level in ("info", "debug"),
+    )
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs a SIGTERM handler of its own
+        signal.signal(number, lambda *_: stop.set())
+    try:
+        serve.start(http_options={"host": args.host, "port": args.port}, logging_config={"log_level": level})
+        try:
+            serve.run(application, name=APPLICATION_NAME, route_prefix="/", logging_config={"log_level": level})
+        except RuntimeError as error:  # a replica could not start: its models did not load
+            raise CommandError(f"Ray Serve could not start the replicas: {str(error).splitlines()[0]}") from error
+        status = serve.status().applications[APPLICATION_NAME].deployments[DEPLOYMENT_NAME]
+        running = status.replica_states.get("RUNNING", 0)
+        low, high = args.replicas
+        bounds = f"{low}" if low == high else f"{low}..{high}, autoscaled"
+        print(
+            f"rerank-plugins: serving {', '.join(name for name, _, _ in model_specs(args))} on Ray Serve, "
+            f"{running} replica(s) running ({bounds}), at http://{args.host}:{args.port}",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop.wait()
+        print("rerank-plugins: shutting down Ray Serve (replicas drain their requests)", file=sys.stderr, flush=True)
+        # Deleting the application stops its replicas the graceful way (no new requests; those in flight finish,
+        # up to graceful_shutdown_timeout_s) while the proxy still carries their answers; serve.shutdown() would
+        # take the proxy down with the requests in it. Serve itself stays up on a cluster given by address.
+        serve.delete(APPLICATION_NAME)
+    finally:
+        ray.shutdown()
     return 0
