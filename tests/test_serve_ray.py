@@ -218,3 +218,30 @@ def test_serve_run_with_the_documented_config(tiny_paths: dict[str, str], load_t
         server.send_signal(signal.SIGINT)  # what Ctrl-C sends: `serve run` deletes the application, stops Ray
         assert server.wait(90) == 0, log.read_text(errors="replace")[-4000:]
     assert not healthy(url)
+
+
+def test_a_model_that_cannot_load_is_one_line(tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "rerank_plugins", "serve", "--engine", "ray", "--port", str(_free_port()),
+            "--device", "cpu", "--log-level", "error"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_SERVE_MAX_PER_REPLICA_RETRY_COUNT": "1"}
+    env.pop("RAY_ADDRESS", None)
+    # Found before Ray starts: the replicas would run on this machine, where the path does not exist.
+    missing = subprocess.run(
+        [*base, "--model", str(tmp_path / "missing")], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1  # no Ray was started
+    assert (
+        missing.stderr.strip().splitlines()[-1]
+        == f"rerank-plugins: error: {tmp_path / 'missing'}: no such model directory"
+    )
+    # Found by the replica, when it loads: Ray's record of its failure, as one line.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    failed = subprocess.run([*base, "--model", str(broken)], capture_output=True, text=True, env=env, timeout=240)
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"rerank-plugins: error: Ray Serve could not start the replicas: could not load model '{broken}'"
+    )
+    assert "model_type" in last and "Traceback" not in failed.stderr

@@ -241,18 +241,31 @@ def run_on_ray(args: argparse.Namespace) -> int:
     from rerank_plugins.cli import CommandError
 
     try:
-        from rerank_plugins.serve.ray_serve import APPLICATION_NAME, DEPLOYMENT_NAME, build_application, import_serve
+        from rerank_plugins.serve.ray_serve import (
+            APPLICATION_NAME,
+            DEPLOYMENT_NAME,
+            build_application,
+            import_serve,
+            replica_failure,
+        )
 
         serve = import_serve()
         application = build_application(args)
     except ImportError as error:
         raise CommandError(str(error)) from error
+    address = args.ray_address or os.environ.get("RAY_ADDRESS")
+    if not address:  # the replicas run on this machine: the mistakes they would find, found now, in a second
+        from rerank_plugins.cli.loading import _check_device, _check_model_name
+
+        _check_device(args.device)
+        for _, source, _ in model_specs(args):
+            _check_model_name(source)
     import ray
 
     level = args.log_level.upper()
     logging.getLogger("ray.serve").setLevel(level)
     ray.init(
-        address=args.ray_address or os.environ.get("RAY_ADDRESS"),
+        address=address,
         include_dashboard=False,
         logging_level=level,
         log_to_driver=args.log_level in ("info", "debug"),
@@ -265,7 +278,8 @@ def run_on_ray(args: argparse.Namespace) -> int:
         try:
             serve.run(application, name=APPLICATION_NAME, route_prefix="/", logging_config={"log_level": level})
         except RuntimeError as error:  # a replica could not start: its models did not load
-            raise CommandError(f"Ray Serve could not start the replicas: {str(error).splitlines()[0]}") from error
+            reason = replica_failure(serve) or str(error).splitlines()[0]
+            raise CommandError(f"Ray Serve could not start the replicas: {reason}") from error
         status = serve.status().applications[APPLICATION_NAME].deployments[DEPLOYMENT_NAME]
         running = status.replica_states.get("RUNNING", 0)
         low, high = args.replicas

@@ -114,6 +114,18 @@ def build_application(args: argparse.Namespace) -> Any:
     return deployment.options(**deployment_options(args, settings.request_timeout)).bind()
 
 
+def replica_failure(serve: Any) -> str | None:
+    """Why the replicas of the application failed to start: the last line of the error Ray recorded (e.g. the
+    model directory that does not exist), without the exception's module path; None when Ray has none."""
+    application = serve.status().applications.get(APPLICATION_NAME)
+    deployment = application.deployments.get(DEPLOYMENT_NAME) if application else None
+    lines = [line.strip() for line in str(getattr(deployment, "message", "") or "").splitlines() if line.strip()]
+    if not lines:
+        return None
+    kind, sep, reason = lines[-1].partition(": ")
+    return reason if sep and "." in kind and " " not in kind else lines[-1]
+
+
 def parse_builder_args(values: Mapping[str, Any]) -> argparse.Namespace:
     """The ``rerank-plugins serve`` flags from a ``serve run`` builder's ``args`` (a config file's mapping, or
     ``key=value`` strings): ``model: [a, b]`` is ``--model a --model b``, ``true`` a bare flag, ``false`` none."""
