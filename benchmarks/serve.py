@@ -8,6 +8,7 @@ answer has the scores of the first (sequential) answer to the same request. Not 
 
     python -m benchmarks.serve                                  # MiniLM-L6 cross-encoder shape, CPU
     python -m benchmarks.serve --model PATH --family monot5 --device cuda --clients 32 --requests 20
+    python -m benchmarks.serve --ray-replicas 2                 # and Ray Serve with 2 replicas (batching on)
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(args: argparse.Namespace, model: str, wait_ms: float) -> tuple[subprocess.Popen, str]:
-    """The server process and its URL, once ``/health`` answers."""
+def start_server(
+    args: argparse.Namespace, model: str, wait_ms: float, extra: list[str]
+) -> tuple[subprocess.Popen, str]:
+    """The server process (``extra``: more ``serve`` flags) and its URL, once ``/health`` answers."""
     port = _free_port()
     command = [
         sys.executable,
@@ -62,6 +65,7 @@ def start_server(args: argparse.Namespace, model: str, wait_ms: float) -> tuple[
         "warning",
         "--request-timeout",
         "3600",
+        *extra,
     ]
     if args.family:
         command += ["--family", args.family]
@@ -136,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=8, help="requests per client")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--wait-ms", type=float, default=5.0, help="--max-batch-wait-ms of the batching server")
+    parser.add_argument(
+        "--ray-replicas",
+        type=int,
+        default=0,
+        help="also measure `serve --engine ray` with this many replicas (0: not measured)",
+    )
+    parser.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs reserved per Ray Serve replica")
     parser.add_argument("--output", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     groups = data.groups(data.load_run(args.data), args.queries, args.depth)
@@ -156,8 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     reference: dict[int, dict[int, float]] | None = None
     worst = 0.0
-    for label, wait_ms in (("dynamic batching", args.wait_ms), ("no batching", 0.0)):
-        server, url = start_server(args, model, wait_ms)
+    servers: list[tuple[str, float, list[str]]] = [
+        ("dynamic batching", args.wait_ms, []),
+        ("no batching", 0.0, []),
+    ]
+    if args.ray_replicas:
+        flags = ["--engine", "ray", "--replicas", str(args.ray_replicas), "--replica-cpus", str(args.replica_cpus)]
+        servers.append((f"ray serve x{args.ray_replicas}", args.wait_ms, flags))
+    for label, wait_ms, extra in servers:
+        server, url = start_server(args, model, wait_ms, extra)
         try:
             one = asyncio.run(measure(url, bodies, 1, len(bodies)))
             many = asyncio.run(measure(url, bodies, args.clients, args.requests))
