@@ -234,7 +234,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def run_on_ray(args: argparse.Namespace) -> int:
     """Deploy the application to Ray Serve (a local Ray unless ``--ray-address``), print where it listens, and
-    keep it up until SIGINT/SIGTERM; then shut Serve down, which lets each replica drain its requests."""
+    keep it up until SIGINT/SIGTERM; then delete the application, which lets each replica drain its requests."""
     import signal
     import threading
 
@@ -253,12 +253,13 @@ def run_on_ray(args: argparse.Namespace) -> int:
         application = build_application(args)
     except ImportError as error:
         raise CommandError(str(error)) from error
+    specs = model_specs(args)
     address = args.ray_address or os.environ.get("RAY_ADDRESS")
     if not address:  # the replicas run on this machine: the mistakes they would find, found now, in a second
         from rerank_plugins.cli.loading import _check_device, _check_model_name
 
         _check_device(args.device)
-        for _, source, _ in model_specs(args):
+        for _, source, _ in specs:
             _check_model_name(source)
     import ray
 
@@ -285,7 +286,7 @@ def run_on_ray(args: argparse.Namespace) -> int:
         low, high = args.replicas
         bounds = f"{low}" if low == high else f"{low}..{high}, autoscaled"
         print(
-            f"rerank-plugins: serving {', '.join(name for name, _, _ in model_specs(args))} on Ray Serve, "
+            f"rerank-plugins: serving {', '.join(name for name, _, _ in specs)} on Ray Serve, "
             f"{running} replica(s) running ({bounds}), at http://{args.host}:{args.port}",
             file=sys.stderr,
             flush=True,
