@@ -23,6 +23,7 @@ from typing import Any, TypeAlias
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from sentence_transformers import CrossEncoder as STCrossEncoder
 
+from rerank_plugins.checks import check_positive
 from rerank_plugins.cross_encoder import CrossEncoder
 
 ModelLike: TypeAlias = STCrossEncoder | str | os.PathLike[str]
@@ -31,12 +32,8 @@ ModelLike: TypeAlias = STCrossEncoder | str | os.PathLike[str]
 # Arguments the adapters set themselves; rank_kwargs may not override them.
 RESERVED_RANK_KWARGS = frozenset({"query", "documents", "top_k", "return_documents", "batch_size", "iterative"})
 
-# What check_number accepts for each numeric option.
-EXPECTED_NUMBERS = {
-    "top_n": "an int >= 1, or None",
-    "score_threshold": "a number other than NaN (no score reaches NaN), or None",
-    "batch_size": "an int >= 1, or None",
-}
+THRESHOLD = "a number other than NaN (no score reaches NaN), or None"
+"""What ``score_threshold`` accepts."""
 
 
 class RerankOptions(BaseModel):
@@ -144,17 +141,19 @@ def check_options(model: STCrossEncoder, iterative: bool, rank_kwargs: Mapping[s
 def check_number(name: str, value: Any) -> None:
     """A TypeError or ValueError naming ``name`` unless ``value`` suits it (top_n, score_threshold, batch_size).
 
-    Bools are refused although Python counts them as ints (``top_n=True`` would keep one document), and so is a
-    NaN threshold, which no score reaches; ``-inf`` and ``inf`` are thresholds like any other.
+    ``top_n`` and ``batch_size`` get ``CrossEncoder.rank``'s own check (``checks.check_positive``): a bool or a
+    non-int is a TypeError (``top_n=True`` would keep one document). A NaN threshold is refused, since no score
+    reaches it; ``-inf`` and ``inf`` are thresholds like any other.
     """
     if value is None:
         return
-    expected = EXPECTED_NUMBERS[name]
+    if name != "score_threshold":
+        check_positive(name, value, optional=True)
+        return
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {expected}; got {value!r} ({type(value).__name__}).")
-    whole = isinstance(value, numbers.Integral) and int(value) >= 1
-    if math.isnan(value) or (name != "score_threshold" and not whole):
-        raise ValueError(f"{name} must be {expected}; got {value!r}.")
+        raise TypeError(f"{name} must be {THRESHOLD}; got {value!r} ({type(value).__name__}).")
+    if math.isnan(value):
+        raise ValueError(f"{name} must be {THRESHOLD}; got {value!r}.")
 
 
 def check_texts(texts: Sequence[Any], what: str) -> None:

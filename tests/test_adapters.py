@@ -117,11 +117,11 @@ BAD_OPTIONS: list[tuple[str, Any, type[Exception]]] = [
     ("top_n", False, TypeError),
     ("top_n", 0, ValueError),
     ("top_n", -1, ValueError),  # a slice [:-1] would drop the last document
-    ("top_n", 2.5, ValueError),
+    ("top_n", 2.5, TypeError),  # as rank(top_k=2.5)
     ("top_n", "3", TypeError),
     ("batch_size", True, TypeError),
     ("batch_size", 0, ValueError),
-    ("batch_size", 2.5, ValueError),
+    ("batch_size", 2.5, TypeError),
 ]
 BAD_IDS = [f"{name}={value!r}" for name, value, _ in BAD_OPTIONS]
 
