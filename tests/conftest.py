@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import importlib
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,13 @@ def load_tiny(tiny_paths: dict[str, str]) -> Callable[..., CrossEncoder]:
         return cache[kind]
 
     return load
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server the test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 QUERIES = ["what is the capital of france", "how do vaccines work", "who wrote to kill a mockingbird"]

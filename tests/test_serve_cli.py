@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import DOCUMENTS, QUERIES
+from conftest import DOCUMENTS, QUERIES, free_port
 
 from rerank_plugins.cli import CommandError, build_parser
 from rerank_plugins.serve.cli import build_settings, model_specs
@@ -63,16 +62,10 @@ def test_limits_from_flags_and_the_api_key_from_the_environment(monkeypatch: pyt
         build_settings(bad)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_a_server_process_drains_its_requests_on_sigterm(
     tiny_paths: dict[str, str], load_tiny: Callable, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "rerank_plugins", "serve", "--model", f"t5={tiny_paths['monot5']}",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import DOCUMENTS, QUERIES
+from conftest import DOCUMENTS, QUERIES, free_port
 from test_readme import code_blocks
 
 from rerank_plugins.cli import build_parser
@@ -85,22 +84,21 @@ def test_deployment_options_from_the_flags() -> None:
     assert build_application(parse("--replicas", "2", "--api-key", "k")) is not None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a command under test: this checkout importable, offline, a Ray of its own."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0", **extra}
+    env.pop("RAY_ADDRESS", None)
+    return env
 
 
 @contextmanager
 def process(command: list[str], log: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``command`` in a session of its own, its output in ``log``; on the way out, the whole session is killed
     if it still runs (Ray's processes with it)."""
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
     with log.open("wb") as output:
         child = subprocess.Popen(
-            command, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=child_env(), cwd=cwd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             yield child
@@ -137,7 +135,7 @@ def scores_of(answer: httpx.Response) -> dict[int, float]:
 def test_the_command_serves_two_replicas_and_drains_on_sigterm(
     tiny_paths: dict[str, str], load_tiny: Callable, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "ray-serve.log"
     command = [sys.executable, "-m", "rerank_plugins", "serve", "--engine", "ray", "--replicas", "2",
@@ -196,7 +194,7 @@ def test_serve_run_with_the_documented_config(tiny_paths: dict[str, str], load_t
     assert application["import_path"] == "rerank_plugins.serve.ray_serve:app"
     assert [d["name"] for d in application["deployments"]] == [DEPLOYMENT_NAME]
     # The documented file, pointed at tiny local models and a free port; nothing else changed.
-    port = _free_port()
+    port = free_port()
     config["http_options"]["port"] = port
     application["args"]["model"] = [f"inranker={tiny_paths['monot5']}", f"listcon={tiny_paths['listconranker']}"]
     path = tmp_path / "rerank-serve.yaml"
@@ -221,10 +219,9 @@ def test_serve_run_with_the_documented_config(tiny_paths: dict[str, str], load_t
 
 
 def test_a_model_that_cannot_load_is_one_line(tmp_path: Path) -> None:
-    base = [sys.executable, "-m", "rerank_plugins", "serve", "--engine", "ray", "--port", str(_free_port()),
+    base = [sys.executable, "-m", "rerank_plugins", "serve", "--engine", "ray", "--port", str(free_port()),
             "--device", "cpu", "--log-level", "error"]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_SERVE_MAX_PER_REPLICA_RETRY_COUNT": "1"}
-    env.pop("RAY_ADDRESS", None)
+    env = child_env(RAY_SERVE_MAX_PER_REPLICA_RETRY_COUNT="1")
     # Found before Ray starts: the replicas would run on this machine, where the path does not exist.
     missing = subprocess.run(
         [*base, "--model", str(tmp_path / "missing")], capture_output=True, text=True, env=env, timeout=120

@@ -173,6 +173,18 @@ def model_specs(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]
     return result
 
 
+def load_models(specs: list[tuple[str, str, dict[str, Any]]], verbose: bool = False) -> dict[str, Any]:
+    """Served name -> loaded ``rerank_plugins.CrossEncoder``, for the :func:`model_specs` of the flags."""
+    from rerank_plugins.cli import load_model
+
+    models = {}
+    for name, source, kwargs in specs:
+        kwargs = dict(kwargs)
+        family, preset = kwargs.pop("family"), kwargs.pop("preset")
+        models[name] = load_model(source, family, preset, verbose=verbose, **kwargs)
+    return models
+
+
 def build_settings(args: argparse.Namespace) -> Any:
     """:class:`~rerank_plugins.serve.app.ServeSettings` from the flags; a bad value is one clear line."""
     from rerank_plugins.cli import CommandError
@@ -201,7 +213,7 @@ def build_settings(args: argparse.Namespace) -> Any:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Load every model (in this thread, before serving), then run uvicorn until SIGINT/SIGTERM."""
-    from rerank_plugins.cli import CommandError, load_model
+    from rerank_plugins.cli import CommandError
 
     settings = build_settings(args)
     if not 0 < args.port < 65536:
@@ -214,10 +226,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from rerank_plugins.serve.app import create_app
     except ImportError as error:
         raise CommandError(f"serving needs the [serve] extra: pip install 'rerank-plugins[serve]' ({error})") from error
-    models = {}
-    for name, source, kwargs in model_specs(args):
-        family, preset = kwargs.pop("family"), kwargs.pop("preset")
-        models[name] = load_model(source, family, preset, **kwargs)
+    models = load_models(model_specs(args))
     app = create_app(models, settings)
     for name, model in models.items():
         print(f"rerank-plugins: serving {name!r} ({model.family}) at http://{args.host}:{args.port}", file=sys.stderr)

@@ -79,7 +79,7 @@ def build_application(args: argparse.Namespace) -> Any:
 
     Every check that needs no model runs here, in the caller, so that a mistake is one line before Ray starts.
     """
-    from rerank_plugins.serve.cli import build_settings, model_specs
+    from rerank_plugins.serve.cli import build_settings, load_models, model_specs
 
     serve = import_serve()
     try:
@@ -92,14 +92,7 @@ def build_application(args: argparse.Namespace) -> Any:
 
     def build_asgi_app() -> Any:
         # Runs in each replica, once, when Ray starts it: load the models there, then the same app as uvicorn's.
-        from rerank_plugins.cli import load_model
-
-        models = {}
-        for name, source, kwargs in specs:
-            kwargs = dict(kwargs)
-            family, preset = kwargs.pop("family"), kwargs.pop("preset")
-            models[name] = load_model(source, family, preset, verbose=verbose, **kwargs)
-        return create_app(models, settings)
+        return create_app(load_models(specs, verbose), settings)
 
     class RerankServer:
         """One replica: its app is built by ``build_asgi_app``; Ray asks ``check_health`` every few seconds."""
