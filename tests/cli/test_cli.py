@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import DATA
 
 from rerank_plugins.cli import main
 
@@ -51,17 +52,17 @@ def test_unreachable_hub_id_is_one_line_without_traceback(capsys: pytest.Capture
 
 
 def test_rerank_run_needs_texts_for_a_trec_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run = Path(__file__).parent / "data" / "bm25-top100.trec"
+    run = DATA / "bm25-top100.trec"
     assert main(["rerank-run", "--model", "m", "--run", str(run), "--output", str(tmp_path / "o")]) == 2
     assert "a TREC run needs --topics (qid<TAB>query) and --corpus" in capsys.readouterr().err
-    sample = Path(__file__).parent / "data" / "dl19-sample.json"
+    sample = DATA / "dl19-sample.json"
     argv = ["rerank-run", "--model", "m", "--run", str(sample), "--topics", "t.tsv", "--output", str(tmp_path / "o")]
     assert main(argv) == 2
     assert "rank_llm-style JSON file with its own texts" in capsys.readouterr().err
 
 
 def test_rerank_run_with_a_bad_tag_or_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    sample = Path(__file__).parent / "data" / "dl19-sample.json"
+    sample = DATA / "dl19-sample.json"
     assert main(["rerank-run", "--model", "m", "--run", str(sample), "--output", "o", "--tag", "a b"]) == 2
     assert "the run tag must be one word" in capsys.readouterr().err
     assert main(["rerank-run", "--model", "m", "--run", str(tmp_path / "nothing.trec"), "--output", "o"]) == 2
@@ -71,7 +72,7 @@ def test_rerank_run_with_a_bad_tag_or_missing_file(tmp_path: Path, capsys: pytes
 def test_iterative_needs_a_listwise_model(
     tmp_path: Path, tiny_paths: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sample = Path(__file__).parent / "data" / "dl19-sample.json"
+    sample = DATA / "dl19-sample.json"
     argv = ["rerank-run", "--model", tiny_paths["sequence-classification"], "--run", str(sample), "--iterative"]
     assert main([*argv, "--output", str(tmp_path / "o.trec")]) == 2
     assert "--iterative is ListConRanker's inference" in capsys.readouterr().err
@@ -81,7 +82,7 @@ def test_ray_engine_without_ray_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)
-    sample = Path(__file__).parent / "data" / "dl19-sample.json"
+    sample = DATA / "dl19-sample.json"
     argv = ["rerank-run", "--model", "m", "--run", str(sample), "--output", str(tmp_path / "o"), "--engine", "ray"]
     assert main(argv) == 2
     assert (

@@ -12,13 +12,12 @@ import re
 import shlex
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
+from support import ROOT
 
 from rerank_plugins import cli
 
-ROOT = Path(__file__).resolve().parent.parent
 REPOSITORY = "https://github.com/rerank-plugins/rerank-plugins/blob/main/"
 PAGES = ["README.md", "docs/trec.md", "docs/cli.md", "docs/quickstart.md", "docs/index.md"]
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)[^\n]*\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)

@@ -16,12 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import DATA, ROOT
 
 from rerank_plugins import __version__, trec
 from rerank_plugins.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "tests" / "data"
 SAMPLE, QRELS, BM25 = DATA / "dl19-sample.json", DATA / "qrels.txt", DATA / "bm25-top100.trec"
 HEAVY = ("torch", "transformers", "sentence_transformers")
 

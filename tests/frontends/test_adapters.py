@@ -1,4 +1,4 @@
-"""The shared adapter layer (``rerank_plugins.adapters``), and the cases the LangChain and LlamaIndex tests share.
+"""The shared adapter layer (``rerank_plugins.adapters``).
 
 Each framework adapter must import with the other framework missing: checked in a subprocess whose import
 system refuses the other framework.
@@ -9,63 +9,16 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import DOCUMENTS
+from support import BAD_IDS, BAD_OPTIONS, CORPUS, DOCUMENTS, with_numpy_scores
 
 from rerank_plugins import CrossEncoder
 from rerank_plugins.adapters import RerankOptions, arerank, check_options, load_model, rerank
-
-# Every family's tiny model, and ListConRanker's iterative inference too.
-CASES: list[tuple[str, bool]] = [
-    ("monot5", False),
-    ("sequence-classification", False),
-    ("sequence-classification-2", False),
-    ("query-likelihood", False),
-    ("listconranker", False),
-    ("listconranker", True),
-]
-CASE_IDS = [f"{kind}{'-iterative' if iterative else ''}" for kind, iterative in CASES]
-
-# 24 distinct texts, one empty: more than ListConRanker's 20, so that its iterative inference runs two rounds.
-CORPUS: list[str] = DOCUMENTS + [f"Fact {i}: {text}" for i, text in enumerate(DOCUMENTS * 2)]
-assert len(set(CORPUS)) == len(CORPUS) > 20
-
-
-class Client:
-    """Stands for a database or HTTP client kept in metadata: it holds a lock, so it cannot be deep-copied."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-
-
-def expected_ranking(model: Any, query: str, texts: list[str], iterative: bool = False) -> list[tuple[str, float]]:
-    """``(text, score)`` best first, straight from ``model.rank`` on the whole list: what the adapters must give."""
-    options = {"iterative": True} if iterative else {}
-    return [(texts[r["corpus_id"]], r["score"]) for r in model.rank(query, texts, **options)]
-
-
-def assert_same_ranking(got: list[tuple[str, float]], expected: list[tuple[str, float]]) -> None:
-    assert [text for text, _ in got] == [text for text, _ in expected]
-    assert [score for _, score in got] == pytest.approx([score for _, score in expected], abs=1e-6)
-    assert all(type(score) is float for _, score in got)
-
-
-def with_numpy_scores(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make ``model.rank`` return numpy scalars, as other cross-encoders may: the adapters must give floats."""
-    original = model.rank
-
-    def rank(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return [
-            {"corpus_id": np.int64(r["corpus_id"]), "score": np.float32(r["score"])} for r in original(*args, **kwargs)
-        ]
-
-    monkeypatch.setattr(model, "rank", rank)
 
 
 # -- rerank_plugins.adapters --------------------------------------------------------------------------------------
@@ -106,24 +59,6 @@ def test_options_are_checked(load_tiny: Callable[..., CrossEncoder]) -> None:
     check_options(load_tiny("listconranker"), iterative=True, rank_kwargs={"show_progress_bar": False})
     with pytest.raises(TypeError, match="query"):
         rerank(model, None, ["a"])  # type: ignore[arg-type]
-
-
-# (option, value, error): each must be refused with an error that names the option.
-BAD_OPTIONS: list[tuple[str, Any, type[Exception]]] = [
-    ("score_threshold", float("nan"), ValueError),  # no score is >= NaN: every document would be dropped
-    ("score_threshold", True, TypeError),
-    ("score_threshold", "0.5", TypeError),
-    ("top_n", True, TypeError),  # a bool is an int in Python: True would keep one document
-    ("top_n", False, TypeError),
-    ("top_n", 0, ValueError),
-    ("top_n", -1, ValueError),  # a slice [:-1] would drop the last document
-    ("top_n", 2.5, TypeError),  # as rank(top_k=2.5)
-    ("top_n", "3", TypeError),
-    ("batch_size", True, TypeError),
-    ("batch_size", 0, ValueError),
-    ("batch_size", 2.5, TypeError),
-]
-BAD_IDS = [f"{name}={value!r}" for name, value, _ in BAD_OPTIONS]
 
 
 @pytest.mark.parametrize(("name", "value", "error"), BAD_OPTIONS, ids=BAD_IDS)

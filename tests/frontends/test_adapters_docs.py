@@ -1,4 +1,4 @@
-"""The code blocks of the LangChain and LlamaIndex docs pages run, as the README's do (see ``test_readme``).
+"""The code blocks of the LangChain and LlamaIndex docs pages run, as the README's do (tests/project/test_readme.py).
 
 Hub ids resolve to tiny offline models with that id's registry settings, so each block runs the code path a
 user's copy would, without downloading anything.
@@ -7,12 +7,10 @@ user's copy would, without downloading anything.
 from __future__ import annotations
 
 import pytest
-from test_readme import Block, code_blocks, llama_index_settings, offline_hub, skip_without_optional_modules
+from support import Block, code_blocks, skip_without_optional_modules
 
 PAGES = ["docs/integrations/langchain.md", "docs/integrations/llama-index.md"]
 BLOCKS = [block for page in PAGES for block in code_blocks(page) if block.lang in {"python", "py", "bash"}]
-
-__all__ = ["llama_index_settings", "offline_hub"]  # fixtures, used by name below
 
 
 def test_pages_have_tested_python_blocks() -> None:

@@ -13,14 +13,23 @@ from typing import Any
 
 import pytest
 import sentence_transformers
-import test_adapters
 import torch
-from conftest import QUERIES
 from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.vectorstores import InMemoryVectorStore
-from test_adapters import CASE_IDS, CASES, CORPUS, assert_same_ranking, expected_ranking, with_numpy_scores
+from support import (
+    BAD_IDS,
+    BAD_OPTIONS,
+    CASE_IDS,
+    CASES,
+    CORPUS,
+    QUERIES,
+    Client,
+    assert_same_ranking,
+    expected_ranking,
+    with_numpy_scores,
+)
 
 from rerank_plugins import CrossEncoder
 from rerank_plugins.langchain import RerankCompressor
@@ -99,7 +108,7 @@ def test_documents_are_copied_never_mutated(load_tiny: Callable[..., CrossEncode
 
 
 def test_metadata_that_cannot_be_deep_copied(load_tiny: Callable[..., CrossEncoder]) -> None:
-    lock, client = threading.Lock(), test_adapters.Client()
+    lock, client = threading.Lock(), Client()
     documents = [
         Document(page_content=text, metadata={"lock": lock, "client": client, "i": i}) for i, text in enumerate(CORPUS)
     ]
@@ -231,7 +240,7 @@ def test_rank_kwargs_are_forwarded(load_tiny: Callable[..., CrossEncoder]) -> No
         RerankCompressor(model=model, rank_kwargs={"top_k": 3})
 
 
-@pytest.mark.parametrize(("name", "value", "error"), test_adapters.BAD_OPTIONS, ids=test_adapters.BAD_IDS)
+@pytest.mark.parametrize(("name", "value", "error"), BAD_OPTIONS, ids=BAD_IDS)
 def test_mistaken_options_are_named(
     name: str, value: Any, error: type[Exception], load_tiny: Callable[..., CrossEncoder]
 ) -> None:

@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 import sentence_transformers
-import test_adapters
-from conftest import QUERIES
 from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.instrumentation import get_dispatcher
@@ -23,7 +21,18 @@ from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.llms import MockLLM
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
-from test_adapters import CASE_IDS, CASES, CORPUS, assert_same_ranking, expected_ranking, with_numpy_scores
+from support import (
+    BAD_IDS,
+    BAD_OPTIONS,
+    CASE_IDS,
+    CASES,
+    CORPUS,
+    QUERIES,
+    Client,
+    assert_same_ranking,
+    expected_ranking,
+    with_numpy_scores,
+)
 
 from rerank_plugins import CrossEncoder
 from rerank_plugins.llama_index import RerankPostprocessor
@@ -141,7 +150,7 @@ def test_nodes_are_copied_never_mutated(load_tiny: Callable[..., CrossEncoder]) 
 
 
 def test_metadata_that_cannot_be_deep_copied(load_tiny: Callable[..., CrossEncoder]) -> None:
-    lock, client = threading.Lock(), test_adapters.Client()
+    lock, client = threading.Lock(), Client()
     nodes = [
         NodeWithScore(node=TextNode(text=text, metadata={"lock": lock, "client": client, "i": i}), score=0.5)
         for i, text in enumerate(CORPUS)
@@ -276,7 +285,7 @@ def test_model_loaded_from_a_path(tiny_paths: dict[str, str], load_tiny: Callabl
         RerankPostprocessor(model=load_tiny("monot5"), iterative=True)
 
 
-@pytest.mark.parametrize(("name", "value", "error"), test_adapters.BAD_OPTIONS, ids=test_adapters.BAD_IDS)
+@pytest.mark.parametrize(("name", "value", "error"), BAD_OPTIONS, ids=BAD_IDS)
 def test_mistaken_options_are_named(
     name: str, value: Any, error: type[Exception], load_tiny: Callable[..., CrossEncoder]
 ) -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import sentence_transformers
 import torch
-from conftest import DOCUMENTS, KIND_FAMILY, QUERIES
 from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+from support import DOCUMENTS, KIND_FAMILY, QUERIES
 
 from rerank_plugins import CrossEncoder
 from rerank_plugins.registry import FAMILIES, REGISTRY

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import sentence_transformers
 import torch
-from conftest import DOCUMENTS, QUERIES
+from support import DOCUMENTS, QUERIES
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rerank_plugins import CrossEncoder

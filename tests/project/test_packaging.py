@@ -21,10 +21,10 @@ from pathlib import Path
 import packaging
 import pytest
 from packaging.version import Version
+from support import ROOT
 
 import rerank_plugins
 
-ROOT = Path(__file__).resolve().parent.parent
 VERSION = rerank_plugins.__version__
 
 

@@ -11,24 +11,17 @@ GPU-only settings). Any other shell command fails, so that nothing untested slip
 
 from __future__ import annotations
 
-import ast
-import functools
-import importlib
 import json
 import re
 import shlex
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from support import ROOT, Block, code_blocks, skip_without_optional_modules, tiny_kind
 
 from rerank_plugins import cli
-from rerank_plugins.cross_encoder import CrossEncoder
-from rerank_plugins.registry import REGISTRY, RegistryEntry, lookup
+from rerank_plugins.registry import REGISTRY
 
-ROOT = Path(__file__).resolve().parent.parent
 # Pages whose code blocks we own and test; the other docs pages test their own examples.
 DOCUMENTS = [
     "README.md",
@@ -45,36 +38,6 @@ DOCUMENTS = [
 ]
 PYTHON = {"python", "py"}
 SHELL = {"bash", "sh", "shell", "console"}
-# Modules a block may need that are optional extras: without them the block is skipped, not failed.
-OPTIONAL_MODULES = ("rerank_plugins.langchain", "rerank_plugins.llama_index", "langchain_classic", "llama_index")
-
-FENCE = re.compile(r"^```(?P<lang>[\w-]*)[^\n]*\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-NOT_TESTED = re.compile(r"<!--\s*not-tested:(?P<reason>.*?)-->\s*$", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Block:
-    path: str
-    line: int
-    lang: str
-    code: str
-    skip_reason: str | None
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}"
-
-
-def code_blocks(relative: str) -> Iterator[Block]:
-    """The fenced code blocks of a Markdown file, each with the reason it is not tested, if marked so."""
-    text = (ROOT / relative).read_text(encoding="utf-8")
-    for match in FENCE.finditer(text):
-        before = text[: match.start()].rstrip()
-        marker = NOT_TESTED.search(before[-300:])
-        reason = marker.group("reason").strip() if marker else None
-        if marker is not None and not reason:
-            raise ValueError(f"{relative}: a not-tested marker must give its reason.")
-        line = text.count("\n", 0, match.start()) + 1
-        yield Block(relative, line, match.group("lang").lower(), match.group("code"), reason)
 
 
 def all_blocks() -> list[Block]:
@@ -90,70 +53,9 @@ def all_blocks() -> list[Block]:
 BLOCKS = all_blocks()
 
 
-def tiny_kind(hub_id: str, entry: RegistryEntry) -> str:
-    """Which tiny model (see ``rerank_plugins.testing``) stands in for a published checkpoint."""
-    if entry.family == "sequence-classification":
-        return "deberta" if "deberta" in hub_id.lower() else "sequence-classification"
-    if entry.family == "query-likelihood":
-        return "llama" if "llama" in hub_id.lower() else "query-likelihood"
-    return entry.family
-
-
 def test_every_registry_id_has_a_tiny_stand_in(tiny_paths: dict[str, str]) -> None:
     missing = [hub_id for hub_id, entry in REGISTRY.items() if tiny_kind(hub_id, entry) not in tiny_paths]
     assert not missing
-
-
-@pytest.fixture
-def offline_hub(monkeypatch: pytest.MonkeyPatch, tiny_paths: dict[str, str], tmp_path: Path) -> None:
-    """Hub ids load tiny local models with their registry entry; the working directory is empty."""
-    original = CrossEncoder.__init__
-
-    @functools.wraps(original)
-    def init(
-        self: CrossEncoder, model_name_or_path: Any = None, *, family: Any = None, preset: Any = None, **kw: Any
-    ) -> None:
-        entry = lookup(model_name_or_path) if isinstance(model_name_or_path, str) else None
-        if entry is not None:
-            if preset is None and family is None:
-                preset = model_name_or_path
-            model_name_or_path = tiny_paths[tiny_kind(model_name_or_path, entry)]
-        original(self, model_name_or_path, family=family, preset=preset, **kw)
-
-    monkeypatch.setattr(CrossEncoder, "__init__", init)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def llama_index_settings() -> Iterator[None]:
-    """LlamaIndex's ``Settings`` is global: a block that sets it must not leak into other tests."""
-    try:
-        from llama_index.core import Settings
-    except ImportError:
-        yield
-        return
-    saved = dict(vars(Settings))
-    yield
-    vars(Settings).update(saved)
-
-
-def imported_modules(code: str) -> set[str]:
-    modules = set()
-    for node in ast.walk(ast.parse(code)):
-        if isinstance(node, ast.Import):
-            modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            modules.add(node.module)
-    return modules
-
-
-def skip_without_optional_modules(code: str) -> None:
-    for module in sorted(imported_modules(code)):
-        if module.startswith(OPTIONAL_MODULES):
-            try:
-                importlib.import_module(module)
-            except ImportError as error:
-                pytest.skip(f"needs {module}, which does not import here: {error}")
 
 
 def shell_commands(code: str) -> list[list[str]]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-from pathlib import Path
+
+from support import ROOT
 
 try:
     import tomllib
@@ -12,8 +13,6 @@ except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
     import tomli as tomllib
 
 import rerank_plugins
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_installed_metadata_matches_the_package() -> None:

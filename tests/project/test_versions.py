@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
+from support import ROOT
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS = ROOT / ".ci" / "lowest-constraints.txt"
 # The direct dependencies whose floors CI tests (issue 9): the core three and the adapters' libraries.
 FLOORED = {"torch", "transformers", "sentence-transformers", "langchain-core", "langchain-classic", "llama-index-core"}

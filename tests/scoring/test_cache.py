@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import DOCUMENTS, QUERIES
+from support import DOCUMENTS, QUERIES
 
 from rerank_plugins import CrossEncoder
 from rerank_plugins.cache import ScoreCache

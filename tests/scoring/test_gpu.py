@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import KIND_FAMILY
+from support import KIND_FAMILY
 
 from rerank_plugins import CrossEncoder
 from rerank_plugins.testing import build_model

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import DOCUMENTS as SHARED_DOCUMENTS
-from conftest import KIND_FAMILY, QUERIES
 from scipy.stats import spearmanr
+from support import DOCUMENTS as SHARED_DOCUMENTS
+from support import KIND_FAMILY, QUERIES
 
 from rerank_plugins import CrossEncoder
 from rerank_plugins.quantization import is_quantized, quantize_int8

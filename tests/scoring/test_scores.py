@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import reference
 import torch
-from conftest import DOCUMENTS, QUERIES, import_inranker
+from support import DOCUMENTS, QUERIES, import_inranker
 
 from rerank_plugins import CrossEncoder
 

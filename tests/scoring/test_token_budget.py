@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DOCUMENTS, QUERIES
+from support import DOCUMENTS, QUERIES
 
 from rerank_plugins import CrossEncoder
 from rerank_plugins.scoring.token_budget import estimated_tokens, token_budget_groups

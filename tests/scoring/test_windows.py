@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DOCUMENTS, QUERIES
+from support import DOCUMENTS, QUERIES
 
 from rerank_plugins.windows import Window, aggregate, as_window, split_document
 

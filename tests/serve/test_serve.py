@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import torch
-from conftest import DOCUMENTS, KIND_FAMILY, QUERIES
 from fastapi.testclient import TestClient
+from support import DOCUMENTS, KIND_FAMILY, QUERIES
 
 from rerank_plugins.serve import BatchingOptions, ServeSettings, create_app
 from rerank_plugins.serve.testing import serve_in_thread

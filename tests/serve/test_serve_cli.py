@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import DOCUMENTS, QUERIES, free_port
+from support import DOCUMENTS, QUERIES, ROOT, free_port
 
 from rerank_plugins.cli import CommandError, build_parser
 from rerank_plugins.serve.cli import build_settings, model_specs
@@ -67,7 +67,7 @@ def test_a_server_process_drains_its_requests_on_sigterm(
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "rerank_plugins", "serve", "--model", f"t5={tiny_paths['monot5']}",
                "--port", str(port), "--device", "cpu", "--log-level", "warning"]  # fmt: skip
     log = (tmp_path / "server.log").open("w")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import DOCUMENTS, KIND_FAMILY, QUERIES
+from support import DOCUMENTS, KIND_FAMILY, QUERIES
 
 from rerank_plugins.serve import ServeSettings, create_app
 from rerank_plugins.serve.testing import serve_in_thread

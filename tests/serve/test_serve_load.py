@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import DOCUMENTS, QUERIES
+from support import DOCUMENTS, QUERIES
 
 from rerank_plugins.serve import ServeSettings, create_app
 from rerank_plugins.serve.testing import serve_in_thread

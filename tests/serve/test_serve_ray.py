@@ -18,8 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import DOCUMENTS, QUERIES, free_port
-from test_readme import code_blocks
+from support import DOCUMENTS, QUERIES, ROOT, code_blocks, free_port
 
 from rerank_plugins.cli import build_parser
 
@@ -33,7 +32,6 @@ from rerank_plugins.serve.ray_serve import (  # noqa: E402  (after the skip: it 
     parse_builder_args,
 )
 
-ROOT = Path(__file__).parents[1]
 STARTUP_TIMEOUT = 240  # a local Ray instance, its proxy and two replicas loading on two cores
 
 

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import KIND_FAMILY, import_inranker
 from datasets import Dataset
 from sentence_transformers import CrossEncoder as STCrossEncoder
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
@@ -31,6 +30,7 @@ from sentence_transformers.cross_encoder.losses import (
     MarginMSELoss,
     MSELoss,
 )
+from support import KIND_FAMILY, import_inranker
 from torch import nn
 from torch.nn import functional as F
 

@@ -1,4 +1,4 @@
-"""The code blocks of docs/training.md run, as the README's do (see ``test_readme``), against tiny models."""
+"""The code blocks of docs/training.md run against tiny models, as the README's do (test_readme.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from test_readme import Block, code_blocks, offline_hub
+from support import Block, code_blocks
 
 PAGE = "docs/training.md"
 BLOCKS = [block for block in code_blocks(PAGE) if block.lang in {"python", "py", "bash"}]
-
-__all__ = ["offline_hub"]  # a fixture, used by name below
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import DATA
 
 from rerank_plugins import trec
 from rerank_plugins.cli import main
 
-DATA = Path(__file__).parent / "data"
 QRELS, BM25 = DATA / "qrels.txt", DATA / "bm25-top100.trec"
 
 

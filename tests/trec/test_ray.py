@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import DATA
 
 from rerank_plugins import ray as ray_engine
 from rerank_plugins import trec
@@ -20,7 +21,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats probes o
 ray = pytest.importorskip("ray", reason="Ray Data is not installed: pip install 'rerank-plugins[ray]'")
 pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'rerank-plugins[ray]'")
 
-SAMPLE = Path(__file__).parent / "data" / "dl19-sample.json"
+SAMPLE = DATA / "dl19-sample.json"
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import DATA
 
 from rerank_plugins import CrossEncoder, trec
 from rerank_plugins.cli import main
 
-DATA = Path(__file__).parent / "data"
 SAMPLE = DATA / "dl19-sample.json"
 
 
