@@ -1,4 +1,4 @@
-"""The README and the command-line / TREC pages match what a fresh clone has (issue 13, item 13).
+"""The README and the command-line / TREC pages match what a fresh clone has.
 
 Every file an example reads must exist in the repository, the README (also the PyPI page, where relative links
 break) links by absolute URL, the model pages' tables have real header rows, and the README states the scale of

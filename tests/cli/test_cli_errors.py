@@ -1,4 +1,4 @@
-"""The command line a person meets: fast answers without torch, one-line errors, quiet loading (issue 13, 8-11b).
+"""The command line a person meets: fast answers without torch, one-line errors, quiet loading.
 
 The commands that must not import torch or transformers run in a fresh interpreter, which reports what it
 imported; the others run in-process.

@@ -1,8 +1,11 @@
-"""The drop-in contract: family choice, sentence-transformers behaviour, save/load, bad input, truncation."""
+"""The drop-in contract: family choice, sentence-transformers behaviour, save/load, bad input, truncation, threads."""
 
 from __future__ import annotations
 
 import logging
+import shutil
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +13,13 @@ import sentence_transformers
 import torch
 from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 from support import DOCUMENTS, KIND_FAMILY, QUERIES
+from transformers import AutoConfig, AutoTokenizer, BertModel
 
 from rerank_plugins import CrossEncoder
 from rerank_plugins.registry import FAMILIES, REGISTRY
 
 ALL_KINDS = list(KIND_FAMILY)
+LONG = " ".join(f"word{i} passage text about paris france and vaccines" for i in range(60))
 
 
 # -- choosing the family --------------------------------------------------------------------------------------
@@ -26,7 +31,7 @@ def test_family_detected_from_the_checkpoint(load_tiny):
 
 
 def test_causal_lm_without_family_is_read_as_query_likelihood(tiny_paths):
-    # Issue 13 item 2: it used to get sentence-transformers' default head; a causal LM is query likelihood.
+    # Not sentence-transformers' default (a random classification head): a causal LM is query likelihood.
     for kind in ("query-likelihood", "llama"):
         model = CrossEncoder(tiny_paths[kind], device="cpu")
         assert model.family == "query-likelihood"
@@ -153,6 +158,34 @@ def test_rank_rejects_bad_documents(load_tiny):
         load_tiny("monot5").rank(None, ["a"])
 
 
+@pytest.mark.parametrize(
+    ("arguments", "error", "match"),
+    [
+        ({"documents": "a single string"}, TypeError, "documents must be a list of str, got one str"),
+        ({"documents": {"a": 1, "b": 2}}, TypeError, "documents must be a list of str, got dict"),
+        ({"documents": ["a", 3]}, TypeError, "Input 1: the document must be a str"),
+        ({"top_k": -1}, ValueError, "top_k must be a positive int"),
+        ({"top_k": 0}, ValueError, "top_k must be a positive int"),
+        ({"top_k": True}, TypeError, "top_k must be a positive int"),
+        ({"top_k": 2.5}, TypeError, "top_k must be a positive int"),
+        ({"batch_size": 0}, ValueError, "batch_size must be a positive int"),
+    ],
+)
+def test_rank_refuses_what_only_looks_right(load_tiny, arguments, error, match):
+    call = {"documents": DOCUMENTS[:3], **arguments}
+    with pytest.raises(error, match=match):
+        load_tiny("monot5").rank(QUERIES[0], **call)
+
+
+def test_rank_keeps_its_sentence_transformers_signature_and_passes_kwargs(load_tiny):
+    model = load_tiny("monot5")
+    raw = model.rank(QUERIES[0], DOCUMENTS, activation_fn=torch.nn.Identity(), top_k=2, return_documents=True)
+    logits = model.predict([(QUERIES[0], d) for d in DOCUMENTS], activation_fn=torch.nn.Identity())
+    assert [r["score"] for r in raw] == pytest.approx(sorted(logits, reverse=True)[:2], abs=1e-6)
+    assert raw[0]["text"] == DOCUMENTS[raw[0]["corpus_id"]]
+    assert model.rank(QUERIES[0], iter(DOCUMENTS[:2]))  # any iterable of str, e.g. a generator
+
+
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_empty_strings_are_scored(load_tiny, kind):
     scores = load_tiny(kind).predict([("", ""), (QUERIES[0], ""), ("", DOCUMENTS[0])])
@@ -161,7 +194,8 @@ def test_empty_strings_are_scored(load_tiny, kind):
 
 @pytest.mark.parametrize("kind", ["monot5", "sequence-classification", "query-likelihood", "listconranker"])
 def test_truncation_logs_one_warning_per_call(load_tiny, caplog, kind):
-    # Query likelihood needs room for the query itself (issue 13 item 6d): 48 tokens leave the documents some.
+    # Query likelihood needs room for the query itself (test_a_query_that_leaves_no_room_for_the_document_is_an_error):
+    # 48 tokens leave the documents some.
     model = load_tiny(kind, max_length=48 if kind == "query-likelihood" else 32)
     long = " ".join(DOCUMENTS * 10)
     pairs = [(QUERIES[0], long), (QUERIES[1], long), (QUERIES[0], "short"), (QUERIES[2], long)]
@@ -174,6 +208,23 @@ def test_truncation_logs_one_warning_per_call(load_tiny, caplog, kind):
     with caplog.at_level(logging.WARNING, logger="rerank_plugins"):
         model.predict([(QUERIES[0], "short")])
     assert not [r for r in caplog.records if "truncated" in r.getMessage()]
+
+
+def test_max_length_is_bounded_by_the_models_positions(tiny_paths, tmp_path):
+    path = Path(shutil.copytree(tiny_paths["listconranker"], tmp_path / "lcr-128"))
+    config = AutoConfig.from_pretrained(path)
+    config.max_position_embeddings = 128
+    BertModel.from_pretrained(path, config=config, ignore_mismatched_sizes=True).save_pretrained(path)
+    model = CrossEncoder(str(path), device="cpu")
+    assert model.max_seq_length == 128
+    scores = model.predict([(QUERIES[0], LONG), (QUERIES[0], DOCUMENTS[0])])  # crashed with 512 > 128
+    assert np.isfinite(scores).all()
+
+
+def test_a_query_that_leaves_no_room_for_the_document_is_an_error(load_tiny):
+    model = load_tiny("query-likelihood")
+    with pytest.raises(ValueError, match="leaves no room for the document"):
+        model.predict([(LONG * 3, DOCUMENTS[0])])
 
 
 def test_bfloat16_predict_on_cpu(tiny_paths, pairs):
@@ -199,5 +250,43 @@ def test_a_checkpoint_missing_weights_is_an_error_not_a_random_init(tiny_paths, 
         CrossEncoder(str(broken), device="cpu")
 
 
+def test_a_bare_encoder_is_refused_with_the_family_to_pass(tiny_paths, tmp_path):
+    path = tmp_path / "bare-bert"
+    config = AutoConfig.from_pretrained(tiny_paths["sequence-classification"])
+    config.architectures = ["BertModel"]
+    BertModel(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_paths["sequence-classification"]).save_pretrained(path)
+    with pytest.raises(ValueError, match=r"BertModel.*no scoring head.*family="):
+        CrossEncoder(str(path), device="cpu")
+
+
 def test_listconranker_encoder_has_no_unused_pooler(load_tiny):
     assert load_tiny("listconranker")[0].model.pooler is None
+
+
+# -- threads ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["monot5", "sequence-classification", "query-likelihood", "listconranker"])
+def test_threads_sharing_one_model_get_the_sequential_scores(tiny_paths, kind):
+    family = "query-likelihood" if kind == "query-likelihood" else None
+    model = CrossEncoder(tiny_paths[kind], family=family, device="cpu", max_length=48)
+    # Long and short documents: the truncation count re-tokenizes the long ones without truncation.
+    work = [[(q, d if i % 2 else LONG[: 40 * (i + 1)] + d) for i, d in enumerate(DOCUMENTS)] for q in QUERIES] * 3
+    expected = [model.predict(pairs) for pairs in work]
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def score(index: int) -> None:
+        try:
+            for _ in range(3):
+                results[index] = model.predict(work[index], batch_size=3)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=score, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    for index in range(8):
+        np.testing.assert_allclose(results[index], expected[index], atol=1e-5)

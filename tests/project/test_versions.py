@@ -22,7 +22,7 @@ except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
     import tomli as tomllib
 
 CONSTRAINTS = ROOT / ".ci" / "lowest-constraints.txt"
-# The direct dependencies whose floors CI tests (issue 9): the core three and the adapters' libraries.
+# The direct dependencies whose floors CI tests: the core three and the adapters' libraries.
 FLOORED = {"torch", "transformers", "sentence-transformers", "langchain-core", "langchain-classic", "llama-index-core"}
 
 
@@ -72,7 +72,7 @@ def test_the_lowest_environment_has_the_floors_installed() -> None:
 
 
 def test_setup_printed_no_error() -> None:
-    """./dev keeps each venv's pip output in ``setup.log``; no line of it may be an error (issue 13, item 12)."""
+    """./dev keeps each venv's pip output in ``setup.log``; no line of it may be an error."""
     log = Path(sys.prefix) / "setup.log"
     if not log.is_file():
         pytest.skip(f"{sys.prefix} was not set up by ./dev")

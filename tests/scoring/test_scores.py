@@ -134,6 +134,26 @@ def test_listconranker_shuffled_list_gives_same_scores(load_tiny):
     np.testing.assert_allclose(shuffled, base[order], atol=1e-5, rtol=0)
 
 
+def test_a_list_longer_than_batch_size_is_scored_whole(tiny_paths, load_tiny):
+    model = load_tiny("listconranker")
+    passages = [f"{DOCUMENTS[i % len(DOCUMENTS)]} number {i}" for i in range(50)]
+    pairs = [(QUERIES[0], passage) for passage in passages]
+    expected = reference.listconranker_scores(tiny_paths["listconranker"], QUERIES[0], passages)
+    np.testing.assert_allclose(model.predict(pairs, batch_size=32), expected, atol=1e-5)
+    np.testing.assert_allclose(model.predict(pairs, batch_size=4), expected, atol=1e-5)
+    ranked = model.rank(QUERIES[0], passages, batch_size=4)
+    assert [r["score"] for r in ranked] == pytest.approx(sorted(expected, reverse=True), abs=1e-5)
+
+
+def test_multi_process_predict_never_cuts_a_list(load_tiny):
+    model = load_tiny("listconranker")
+    pairs = [(QUERIES[0], d) for d in DOCUMENTS]
+    with pytest.raises(ValueError, match="split lists across workers"):
+        model.predict(pairs, device=["cpu", "cpu"])
+    with pytest.raises(ValueError, match="split lists across workers"):
+        model.rank(QUERIES[0], DOCUMENTS, pool={"input": None, "output": None, "processes": []})
+
+
 def test_iterative_inference_follows_the_authors(tiny_paths, load_tiny):
     model = load_tiny("listconranker")
     rng = random.Random(11)

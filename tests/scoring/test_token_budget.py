@@ -1,4 +1,4 @@
-"""Issue 12 item 3: on an accelerator, a predict() without batch_size cuts batches by tokens, not pairs.
+"""Token-budget batching: on an accelerator, a predict() without batch_size cuts batches by tokens, not pairs.
 
 There is no GPU in CI, so the accelerator is simulated by forcing ``_uses_token_budget``; what is checked is the
 batching itself (the shapes each forward sees) and that the scores do not change.

@@ -321,7 +321,7 @@ def test_an_error_mid_run_keeps_the_finished_queries(
     assert len((tmp_path / "out.trec.partial").read_text().splitlines()) == 4
 
 
-# -- issue 13: ids a run cannot hold, text that is not UTF-8, stale temporary files, the shipped samples ----------
+# -- ids a run cannot hold, text that is not UTF-8, stale temporary files, the shipped samples -------------------
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
