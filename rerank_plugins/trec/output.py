@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from rerank_plugins.trec.formats import InputError, Run, RunRanking, split_columns, parse_number, read_text, read_run
+from rerank_plugins.trec.formats import InputError, Run, RunRanking, parse_number, read_run, read_text, split_columns
 
 logger = logging.getLogger(__name__)
 
