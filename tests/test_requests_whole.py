@@ -21,7 +21,7 @@ from rerank_plugins.cli import main
 
 QUERY = "what is the capital of france"
 FIRST = [d for d in DOCUMENTS if d][:4]
-SECOND = [d for d in DOCUMENTS if d][3:] + ["Paris hosted the Olympic Games in 1924 and 2024."]
+SECOND = [*[d for d in DOCUMENTS if d][3:], "Paris hosted the Olympic Games in 1924 and 2024."]
 
 
 def alone(model: CrossEncoder, documents: list[str]) -> list[float]:
