@@ -3,9 +3,9 @@
 A batch of length-sorted rows still pads every row to its longest, and with the lengths of real passages a large
 part of the encoder's work is spent on pad tokens (measured in ``docs/performance.md``). A row's result does not
 depend on the other rows or on its pad columns, so running the rows in chunks of similar length, each trimmed to
-its own longest row, gives the same scores (to float rounding) for less work. On a CPU a forward pass costs little beyond its tokens, so chunks pay off; on an
-accelerator each extra forward costs launches and parallelism, so there the batch is only cut when it holds more
-tokens than ``max_tokens``.
+its own longest row, gives the same scores (to float rounding) for less work. On a CPU a forward pass costs
+little beyond its tokens, so chunks pay off; on an accelerator each extra forward costs launches and parallelism,
+so there the batch is only cut when it holds more tokens than ``max_tokens``.
 """
 
 from __future__ import annotations
