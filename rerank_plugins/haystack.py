@@ -12,8 +12,8 @@ the component serialises to YAML with its model id and loading options. It retur
     >>> ranker.run(query="what is the capital of france", documents=documents)["documents"]  # doctest: +SKIP
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Haystack before 2.24 takes run()'s annotations as written, and a string
+# "list[Document]" does not match the retriever's output type.
 import asyncio
 import copy
 import dataclasses
@@ -242,9 +242,9 @@ class RerankPluginsRanker:
             family=self.family,
             preset=self.preset,
             family_options=self.family_options,
-            device=self.device,
+            device=self.device.to_dict() if self.device is not None else None,
             max_length=self.max_length,
-            token=self.token,
+            token=self.token.to_dict() if self.token is not None else None,
             trust_remote_code=self.trust_remote_code,
             model_kwargs=model_kwargs,
             tokenizer_kwargs=self.tokenizer_kwargs,
@@ -255,7 +255,7 @@ class RerankPluginsRanker:
         )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RerankPluginsRanker:
+    def from_dict(cls, data: dict[str, Any]) -> "RerankPluginsRanker":
         """The component :meth:`to_dict` described (``data`` itself is left as it was)."""
         parameters = copy.deepcopy(data.get("init_parameters", {}))
         deserialize_secrets_inplace(parameters, keys=["token"])
