@@ -152,6 +152,8 @@ class RerankPluginsRanker:
         self.meta_fields_to_embed, self.embedding_separator = fields, embedding_separator
         self.batch_size, self.iterative = batch_size, iterative
         self.family, self.preset, self.family_options = family, preset, family_options
+        if not isinstance(device, (ComponentDevice, str, type(None))):
+            raise TypeError(f"device must be a ComponentDevice, a str such as 'cuda:0', or None; got {device!r}.")
         self.device = ComponentDevice.from_str(device) if isinstance(device, str) else device
         self.max_length, self.token, self.trust_remote_code = max_length, token, trust_remote_code
         self.model_kwargs, self.tokenizer_kwargs, self.config_kwargs = model_kwargs, tokenizer_kwargs, config_kwargs

@@ -356,7 +356,7 @@ def test_async_loading_and_scoring_leave_the_event_loop_free(
         task = asyncio.ensure_future(ranker.run_async(query="q", documents=corpus_documents()))
         await asyncio.sleep(0.05)
         loop_ran_before_loading.set()
-        while ranker.cross_encoder is None:
+        while ranker.cross_encoder is None and not task.done():  # a failed load ends the task: no endless wait
             await asyncio.sleep(0.05)
         loop_ran_before_scoring.set()
         return await task
@@ -453,6 +453,8 @@ def test_options_a_model_cannot_honour(tiny_paths: dict[str, str], load_tiny: Ca
         unknown.warm_up()
     with pytest.raises(TypeError, match="model"):
         RerankPluginsRanker(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="device"):
+        RerankPluginsRanker(tiny_paths["monot5"], device=torch.device("cpu"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="query_prefix"):
         RerankPluginsRanker(tiny_paths["monot5"], query_prefix=None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="meta_fields_to_embed"):
