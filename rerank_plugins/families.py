@@ -92,6 +92,10 @@ class CheckpointInfo:
         return list(getattr(self.config, "architectures", None) or [])
 
 
+InferenceMode = Callable[[Callable[[list[int]], Sequence[float]], int], list[float]]
+"""A family's inference over one request: ``mode(score_list, count)`` -> one final score per document."""
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """One scoring family.
@@ -111,6 +115,9 @@ class FamilySpec:
             ``quantize_int8`` may touch; None when int8 is not supported.
         module_classes: further module classes that saved models of this family contain (they reload without
             ``trust_remote_code``).
+        modes: the family's own inference modes, by name (``rank(..., iterative=True)`` asks for ``"iterative"``):
+            ``mode(score_list, count) -> scores``, where ``score_list(indices)`` scores those documents of the
+            request as one list; the request core calls it in place of scoring the request once.
     """
 
     name: str
@@ -121,6 +128,7 @@ class FamilySpec:
     recognize: Callable[[CheckpointInfo], bool] | None = None
     int8_targets: Callable[[Any], list[nn.Module]] | None = None
     module_classes: tuple[type[nn.Module], ...] = ()
+    modes: Mapping[str, InferenceMode] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or self.name != self.name.strip():

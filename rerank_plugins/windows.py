@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 Aggregate = Literal["max", "first", "mean"]
 
@@ -122,6 +123,8 @@ def _token_spans(tokenizer: Any, text: str) -> list[tuple[int, int]]:
 
 def aggregate(scores: torch.Tensor, owners: list[int], count: int, how: Aggregate) -> torch.Tensor:
     """One score per document from its windows' scores (``owners[i]`` = the document of window ``i``)."""
+    import torch
+
     index = torch.tensor(owners, device=scores.device)
     if how == "max":
         out = torch.full((count,), float("-inf"), dtype=scores.dtype, device=scores.device)

@@ -18,9 +18,11 @@ from typing import Any, BinaryIO
 
 logger = logging.getLogger(__name__)
 
-Ranking = list[tuple[str, float]]
-"""One query's documents as ``(docid, score)``, best first."""
-Run = dict[str, Ranking]
+RunRanking = list[tuple[str, float]]
+"""One query's documents in a run, as ``(docid, score)``, best first."""
+Ranking = RunRanking
+"""Deprecated name of :data:`RunRanking` (``rerank_plugins.core.Ranking`` is the request core's answer type)."""
+Run = dict[str, RunRanking]
 """qid -> ranking; the dict keeps the order in which queries first appear."""
 Qrels = dict[str, dict[str, int]]
 """qid -> docid -> relevance grade."""
@@ -241,7 +243,7 @@ def read_rank_llm_json(path: str | os.PathLike[str]) -> tuple[dict[str, str], Ru
         if not entry["hits"]:
             logger.warning("%s: query %r has no hits; it is left out.", where, entry["query"][:60])
             continue
-        ranking: Ranking = []
+        ranking: RunRanking = []
         qid = None
         for position, hit in enumerate(entry["hits"]):
             here = f"{where}, hit {position}"
