@@ -303,7 +303,7 @@ class RerankPluginsRanker:
             iterative=self.iterative,
             rank_kwargs=rank_kwargs,
         )
-        return {"documents": [scored_copy(candidates[index], score) for index, score in ranked]}
+        return {"documents": [scored_copy(candidates[hit.index], hit.score) for hit in ranked]}
 
     @component.output_types(documents=list[Document])
     async def run_async(
