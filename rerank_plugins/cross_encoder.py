@@ -38,6 +38,8 @@ from rerank_plugins.families import (
     resolve_family,
 )
 from rerank_plugins.hub import HubOptions
+from rerank_plugins.model_card import CheckedModelCardData
+from rerank_plugins.quantization import refuse_to_save_quantized
 from rerank_plugins.scoring.listconranker import iterative_scores
 from rerank_plugins.scoring.sequence_classification import LabelMargin
 from rerank_plugins.scoring.token_budget import ACCELERATOR_BATCH_TOKENS, CPU_BATCH_SIZE, MAX_ROWS, token_budget_groups
@@ -69,6 +71,7 @@ class CrossEncoder(STCrossEncoder):
     family recognises is refused with an error naming ``family=``: it never gets a random head.
     """
 
+    model_card_data_class = CheckedModelCardData  # checks the training data when a trainer is built (model_card.py)
     _resolution: Resolution
     _family_options: dict[str, Any]
     _extra_module_classes: Mapping[str, type[nn.Module]]
@@ -187,6 +190,10 @@ class CrossEncoder(STCrossEncoder):
     def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
         self.weights_changed()
         return super().load_state_dict(*args, **kwargs)
+
+    def save(self, path: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        refuse_to_save_quantized(self)  # before sentence-transformers writes its first file
+        super().save(path, *args, **kwargs)
 
     # -- inference ----------------------------------------------------------------------------------------
     def predict(  # type: ignore[override]

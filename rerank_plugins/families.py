@@ -15,6 +15,7 @@ import importlib
 import json
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -123,12 +124,32 @@ class FamilySpec:
     module_classes: tuple[type[nn.Module], ...] = ()
 
     def __post_init__(self) -> None:
+        """Every field checked now, so that a wrong spec fails where it is written, not at the first load."""
         if not isinstance(self.name, str) or not self.name or self.name != self.name.strip():
             raise ValueError(f"A family name must be a non-empty str without surrounding spaces, got {self.name!r}.")
         if (self.module is None) == (self.build is None):
             raise ValueError(f"Family {self.name!r}: give exactly one of module= and build=.")
-        if isinstance(self.activation, str) and self.activation not in ACTIVATIONS:
-            raise ValueError(f"Family {self.name!r}: unknown activation {self.activation!r}; use one of {ACTIVATIONS}.")
+        if self.module is not None and not is_module_class(self.module):
+            raise TypeError(
+                f"Family {self.name!r}: module= must be an nn.Module subclass (a ScoringModule), got {self.module!r}."
+            )
+        for name in ("build", "recognize", "int8_targets"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise TypeError(f"Family {self.name!r}: {name}= must be a function, got {value!r}.")
+        if isinstance(self.activation, str):
+            if self.activation not in ACTIVATIONS:
+                raise ValueError(
+                    f"Family {self.name!r}: unknown activation {self.activation!r}; use one of {ACTIVATIONS}."
+                )
+        elif self.activation is not None and not callable(self.activation):
+            raise TypeError(
+                f"Family {self.name!r}: activation= must be a name, a factory or None, got {self.activation!r}."
+            )
+        if not isinstance(self.listwise, bool):
+            raise TypeError(f"Family {self.name!r}: listwise= must be True or False, got {self.listwise!r}.")
+        if not isinstance(self.module_classes, tuple) or not all(map(is_module_class, self.module_classes)):
+            raise TypeError(f"Family {self.name!r}: module_classes= must be a tuple of nn.Module subclasses.")
 
     def build_modules(self, request: LoadRequest) -> list[nn.Module]:
         if self.build is not None:
@@ -154,6 +175,13 @@ class FamilySpec:
     def saved_classes(self) -> tuple[type[nn.Module], ...]:
         """The module classes that this family's saved models hold."""
         return ((self.module,) if self.module is not None else ()) + self.module_classes
+
+
+def is_module_class(value: Any) -> bool:
+    """True for a subclass of ``torch.nn.Module`` (torch is imported here: whoever makes a spec has it)."""
+    from torch import nn
+
+    return isinstance(value, type) and issubclass(value, nn.Module)
 
 
 def make_activation(activation: str | Callable[[], nn.Module]) -> nn.Module:
@@ -195,8 +223,50 @@ def unregister_family(name: str) -> None:
         _loaded.pop(name, None)
 
 
+_broken: dict[str, str] = {}  # entry-point name -> why it failed to load (warned about once, then skipped)
+_shadowing: set[str] = set()  # entry points named like a built-in family, warned about once
+
+
+def describe_entry_point(point: metadata.EntryPoint) -> str:
+    """``"name = module:attr" (group, from distribution)``: what a user can find in their environment."""
+    dist = getattr(point, "dist", None)
+    source = f", from {dist.name} {dist.version}" if dist is not None else ""
+    return f"entry point {point.name} = {point.value} ({ENTRY_POINT_GROUP}{source})"
+
+
 def _entry_points() -> dict[str, metadata.EntryPoint]:
-    return {point.name: point for point in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    """Installed entry points of the group, but those named like a built-in family (warned about, ignored)."""
+    points = {}
+    for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in BUILTIN_FAMILIES:
+            key = f"{point.name}={point.value}"
+            if key not in _shadowing:
+                _shadowing.add(key)
+                warnings.warn(
+                    f"Ignoring the {describe_entry_point(point)}: {point.name!r} is a built-in family, which an "
+                    "entry point cannot replace. Rename the entry point to use that family.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            continue
+        points[point.name] = point
+    return points
+
+
+def load_entry_point(point: metadata.EntryPoint) -> FamilySpec:
+    """The ``FamilySpec`` an entry point names; an ``ImportError`` naming the entry point if it cannot be had."""
+    try:
+        spec = point.load()
+    except Exception as error:
+        raise ImportError(
+            f"The family {point.name!r} could not be loaded from its {describe_entry_point(point)}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if not isinstance(spec, FamilySpec) or spec.name != point.name:
+        raise ImportError(
+            f"The {describe_entry_point(point)} must name a FamilySpec called {point.name!r}, got {spec!r:.80}."
+        )
+    return spec
 
 
 def family_names() -> tuple[str, ...]:
@@ -226,16 +296,31 @@ def get_family(name: str) -> FamilySpec:
             if point is None:
                 check_family(name)  # raises, listing the valid names
                 raise AssertionError  # pragma: no cover
-            spec = point.load()
-            if not isinstance(spec, FamilySpec) or spec.name != name:
-                raise TypeError(f"Entry point {point.value!r} ({ENTRY_POINT_GROUP}) must name FamilySpec {name!r}.")
+            spec = load_entry_point(point)
         _loaded[name] = spec
         return spec
 
 
 def all_families() -> list[FamilySpec]:
-    """Every family, imported, in :func:`family_names` order."""
-    return [get_family(name) for name in family_names()]
+    """Every family that loads, in :func:`family_names` order.
+
+    A third-party entry point that fails to load (an import error in its package, a wrong object) is skipped
+    with one warning naming it and the error: one broken plugin must not stop every other model from loading.
+    Asking for that family by name (``family=``) still raises the error.
+    """
+    specs = []
+    for name in family_names():
+        if name in _broken:
+            continue
+        try:
+            specs.append(get_family(name))
+        except ImportError as error:
+            if name in BUILTIN_FAMILIES or name in _registered:
+                raise
+            with _lock:
+                _broken[name] = str(error)
+            warnings.warn(f"{error} (skipped: every other family still works)", RuntimeWarning, stacklevel=2)
+    return specs
 
 
 def class_ref(cls: type) -> str:
