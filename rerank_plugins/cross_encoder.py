@@ -27,6 +27,7 @@ from tqdm.autonotebook import tqdm
 from rerank_plugins.cache import ScoreCache, cached_scores
 from rerank_plugins.checks import check_documents, check_positive, validate_pairs
 from rerank_plugins.families import (
+    FamilyMismatchError,
     FamilySpec,
     LoadRequest,
     Resolution,
@@ -37,9 +38,10 @@ from rerank_plugins.families import (
     module_classes,
     resolve_family,
 )
-from rerank_plugins.hub import HubOptions
+from rerank_plugins.hub import HubOptions, reachable_hub_kwargs
 from rerank_plugins.model_card import CheckedModelCardData
 from rerank_plugins.quantization import refuse_to_save_quantized
+from rerank_plugins.quiet import quiet_loading
 from rerank_plugins.scoring.listconranker import iterative_scores
 from rerank_plugins.scoring.sequence_classification import LabelMargin
 from rerank_plugins.scoring.token_budget import ACCELERATOR_BATCH_TOKENS, CPU_BATCH_SIZE, MAX_ROWS, token_budget_groups
@@ -62,6 +64,8 @@ class CrossEncoder(STCrossEncoder):
             ``{"truncation": "only_second"}`` for a sequence classifier.
         score_cache: opt-in: a :class:`~rerank_plugins.cache.ScoreCache` (may be shared between models) or a
             maximum number of entries; repeated pairs are then not scored again. Off by default.
+        verbose: show the libraries' output while loading and saving (progress bars, load reports); quiet by
+            default (``rerank_plugins.quiet``).
         **kwargs: every ``sentence_transformers.CrossEncoder`` argument (``device``, ``max_length``,
             ``activation_fn``, ``model_kwargs={"dtype": ...}``, ``trust_remote_code``, ...).
 
@@ -85,17 +89,24 @@ class CrossEncoder(STCrossEncoder):
         preset: str | None = None,
         family_options: dict[str, Any] | None = None,
         score_cache: ScoreCache | int | None = None,
+        verbose: bool = False,
         **kwargs: Any,
     ) -> None:
-        resolution = resolve_family(
-            model_name_or_path, family=family, preset=preset, hub=HubOptions.from_kwargs(kwargs)
-        )
-        entry = resolution.entry
-        # Plain attributes set before nn.Module.__init__: read while the modules load.
-        object.__setattr__(self, "_resolution", resolution)
-        object.__setattr__(self, "_family_options", {**(entry.options if entry else {}), **(family_options or {})})
-        object.__setattr__(self, "_extra_module_classes", {})
-        super().__init__(model_name_or_path, **kwargs)
+        kwargs = reachable_hub_kwargs(model_name_or_path, kwargs)  # one probe, not minutes of hub retries
+        with quiet_loading(verbose):
+            resolution = resolve_family(
+                model_name_or_path, family=family, preset=preset, hub=HubOptions.from_kwargs(kwargs)
+            )
+            entry = resolution.entry
+            # Plain attributes set before nn.Module.__init__: read while the modules load.
+            object.__setattr__(self, "_resolution", resolution)
+            object.__setattr__(self, "_family_options", {**(entry.options if entry else {}), **(family_options or {})})
+            object.__setattr__(self, "_extra_module_classes", {})
+            try:
+                super().__init__(model_name_or_path, **kwargs)
+            except FamilyMismatchError as error:
+                raise error.chosen(resolution) from None
+        self.verbose = verbose  # loads and saves show the libraries' progress bars and load reports
         # Once, not on every call: for a saved model it walks every family's classes (entry points included).
         object.__setattr__(self, "_family", self.family)
         self.score_cache = ScoreCache(score_cache) if isinstance(score_cache, int) else score_cache
@@ -193,7 +204,8 @@ class CrossEncoder(STCrossEncoder):
 
     def save(self, path: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         refuse_to_save_quantized(self)  # before sentence-transformers writes its first file
-        super().save(path, *args, **kwargs)
+        with quiet_loading(getattr(self, "verbose", False)):
+            super().save(path, *args, **kwargs)
 
     # -- inference ----------------------------------------------------------------------------------------
     def predict(  # type: ignore[override]

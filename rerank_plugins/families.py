@@ -363,6 +363,18 @@ class Resolution:
     family: str | None
     entry: RegistryEntry | None
     source: str
+    preset: str | None = None  # the preset= given, when it decided
+
+    @property
+    def chosen_by(self) -> str:
+        """How the family was chosen, for messages: "preset 'x' (family 'y')", "family='y'", ..."""
+        if self.source == "preset=":
+            return f"preset {self.preset!r} (family {self.family!r})"
+        if self.source == "family=":
+            return f"family={self.family!r}"
+        if self.source == "registry":
+            return f"the registry's family {self.family!r}"
+        return f"the family {self.family!r}"
 
     @property
     def spec(self) -> FamilySpec | None:
@@ -403,7 +415,12 @@ def resolve_family(
     if family is not None:
         return Resolution(family, entry, "family=")
     if entry is not None:
-        return Resolution(entry.family, entry, "preset=" if preset is not None else "registry")
+        if preset is not None:
+            resolution = Resolution(entry.family, entry, "preset=", preset)
+            if name_or_path is not None:
+                check_preset_fits(resolution, CheckpointInfo(name_or_path, hub))
+            return resolution
+        return Resolution(entry.family, entry, "registry")
     if name_or_path is None:
         return Resolution(None, None, "none")
     info = CheckpointInfo(name_or_path, hub)
@@ -419,6 +436,41 @@ def resolve_family(
         f"{', '.join(family_names())} (e.g. family='query-likelihood' for a causal LM fine-tuned for query "
         "generation), or fine-tune it as a sequence classifier first."
     )
+
+
+class FamilyMismatchError(ValueError):
+    """A family's module cannot load a checkpoint of another architecture (raised while the modules load)."""
+
+    def __init__(
+        self, family: str, name_or_path: str, architecture: str, detail: str = "", chosen_by: str = ""
+    ) -> None:
+        self.family, self.name_or_path, self.architecture, self.detail = family, name_or_path, architecture, detail
+        chosen_by = chosen_by or f"The family {family!r}"
+        super().__init__(
+            f"{chosen_by} does not fit the model {name_or_path!r}: its architecture is {architecture}, which the "
+            f"{family!r} family cannot load{detail}. Pass the preset or family= that fits this checkpoint "
+            f"(families: {', '.join(family_names())})."
+        )
+
+    def chosen(self, resolution: Resolution) -> FamilyMismatchError:
+        """The same error, saying how the family was chosen (``preset=``, ``family=``, the registry)."""
+        return FamilyMismatchError(self.family, self.name_or_path, self.architecture, self.detail, resolution.chosen_by)
+
+
+def check_preset_fits(resolution: Resolution, info: CheckpointInfo) -> None:
+    """A preset names a published checkpoint: a local copy of it has that family's architecture (its ``recognize``
+    says so), else :class:`FamilyMismatchError` before anything loads (a headless encoder would get a random head).
+    """
+    spec = resolution.spec
+    if spec is None or spec.recognize is None:
+        return
+    try:
+        fits = spec.recognize(info)
+        architecture = f"{', '.join(info.architectures) or '?'} ({info.config.model_type})"
+    except (OSError, ValueError):  # no readable config: the load itself says what is wrong
+        return
+    if not fits:
+        raise FamilyMismatchError(spec.name, info.name_or_path, architecture, chosen_by=resolution.chosen_by)
 
 
 def fallback_tokenizer(name_or_path: str, entry: RegistryEntry | None, hub: HubOptions) -> str | None:
