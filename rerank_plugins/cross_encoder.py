@@ -1,6 +1,6 @@
 """``rerank_plugins.CrossEncoder``: a sentence-transformers ``CrossEncoder`` that scores as the authors do.
 
-It chooses the modules (``families.resolve_family``: which family, with which settings) and wraps the public
+It chooses the modules (``resolution.resolve_family``: which family, with which settings) and wraps the public
 ``predict`` with what pointwise batching cannot express: input checks, one truncation warning per call, windows for
 long documents, the opt-in score cache, and whole-list scoring for listwise families. Pointwise scoring itself,
 activation, devices, evaluators, save/load and training are sentence-transformers' own.
@@ -27,21 +27,18 @@ from tqdm.autonotebook import tqdm
 from rerank_plugins.cache import ScoreCache, cached_scores
 from rerank_plugins.checks import check_documents, check_positive, validate_pairs
 from rerank_plugins.families import (
-    FamilyMismatchError,
     FamilySpec,
     LoadRequest,
-    Resolution,
-    fallback_tokenizer,
     family_of_modules,
     get_family,
     make_activation,
     module_classes,
-    resolve_family,
 )
 from rerank_plugins.hub import HubOptions, reachable_hub_kwargs
 from rerank_plugins.model_card import CheckedModelCardData
 from rerank_plugins.quantization import refuse_to_save_quantized
 from rerank_plugins.quiet import quiet_loading
+from rerank_plugins.resolution import FamilyMismatchError, Resolution, fallback_tokenizer, resolve_family
 from rerank_plugins.scoring.listconranker import iterative_scores
 from rerank_plugins.scoring.sequence_classification import LabelMargin
 from rerank_plugins.scoring.token_budget import ACCELERATOR_BATCH_TOKENS, CPU_BATCH_SIZE, MAX_ROWS, token_budget_groups

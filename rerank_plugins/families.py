@@ -1,10 +1,10 @@
-"""Scoring families: what a family is (:class:`FamilySpec`), the one registry of them, and the one resolver.
+"""Scoring families: what a family is (:class:`FamilySpec`) and the one registry of them.
 
 A family is one module file that ends with ``FAMILY = FamilySpec(...)``. The four built-in families live in
 ``rerank_plugins/scoring/``; a package of your own registers more with :func:`register_family` (in-process) or
 an entry point in the group ``rerank_plugins.families`` (every process: the CLI, Ray workers), and its family then
 works everywhere a built-in one does. Everything that asks "which family, is it listwise, which activation"
-asks this module, and :func:`resolve_family` is the only place a checkpoint's family is decided.
+asks this module; ``rerank_plugins.resolution.resolve_family`` is the only place a checkpoint's family is decided.
 
 Importing this module imports neither torch nor transformers: the CLI lists families without them.
 """
@@ -23,7 +23,6 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from rerank_plugins.hub import NO_HUB_OPTIONS, HubOptions
-from rerank_plugins.registry import RegistryEntry, check_preset, lookup
 
 if TYPE_CHECKING:
     from torch import nn
@@ -333,7 +332,7 @@ def module_classes() -> dict[str, type[nn.Module]]:
     return {class_ref(cls): cls for spec in all_families() for cls in spec.saved_classes}
 
 
-def _family_of_class(ref: str) -> str | None:
+def family_of_class(ref: str) -> str | None:
     """The family whose saved models hold the module class ``ref`` (None: no family's)."""
     for spec in all_families():
         if ref in {class_ref(cls) for cls in spec.saved_classes}:
@@ -348,144 +347,4 @@ def family_of_modules(modules: Sequence[nn.Module]) -> str | None:
     first = type(modules[0])
     from sentence_transformers.base.modules import Transformer
 
-    return _family_of_class(class_ref(first)) or ("sequence-classification" if issubclass(first, Transformer) else None)
-
-
-# -- resolution -----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Resolution:
-    """Which family scores a checkpoint, and why.
-
-    ``source`` is ``"family="``, ``"preset="``, ``"registry"``, ``"checkpoint"`` (recognised from its files),
-    ``"saved"`` (a saved sentence-transformers model: its ``modules.json`` decides) or ``"none"`` (no model).
-    """
-
-    family: str | None
-    entry: RegistryEntry | None
-    source: str
-    preset: str | None = None  # the preset= given, when it decided
-
-    @property
-    def chosen_by(self) -> str:
-        """How the family was chosen, for messages: "preset 'x' (family 'y')", "family='y'", ..."""
-        if self.source == "preset=":
-            return f"preset {self.preset!r} (family {self.family!r})"
-        if self.source == "family=":
-            return f"family={self.family!r}"
-        if self.source == "registry":
-            return f"the registry's family {self.family!r}"
-        return f"the family {self.family!r}"
-
-    @property
-    def spec(self) -> FamilySpec | None:
-        return get_family(self.family) if self.family is not None else None
-
-    @property
-    def listwise(self) -> bool:
-        spec = self.spec
-        return spec is not None and spec.listwise
-
-
-def resolve_family(
-    name_or_path: str | None,
-    *,
-    family: str | None = None,
-    preset: str | None = None,
-    hub: HubOptions = NO_HUB_OPTIONS,
-) -> Resolution:
-    """Decide a checkpoint's family, in order: ``family=``, ``preset=``, the registry, the checkpoint itself.
-
-    The checkpoint decides by its files: a saved ``modules.json`` reloads as saved; otherwise each family's
-    ``recognize`` is asked (ListConRanker files, T5 -> monoT5, a causal LM -> query likelihood, a trained
-    sequence-classification head). A checkpoint none recognises is a ``ValueError`` naming the ``family=`` to
-    pass: it is never given a randomly initialised head.
-    """
-    entry = check_preset(preset) if preset is not None else None
-    if family is not None:
-        check_family(family)
-    if entry is None and name_or_path is not None:
-        entry = lookup(name_or_path)
-        if entry is not None and family is not None and entry.family != family:
-            entry = None  # an explicit family overrides the registry
-    if entry is not None and entry.needs_remote_code and not hub.trust_remote_code:
-        raise ValueError(
-            f"{name_or_path!r} only loads with its authors' remote code. Read that code, then pass "
-            "trust_remote_code=True to load it."
-        )
-    if family is not None:
-        return Resolution(family, entry, "family=")
-    if entry is not None:
-        if preset is not None:
-            resolution = Resolution(entry.family, entry, "preset=", preset)
-            if name_or_path is not None:
-                check_preset_fits(resolution, CheckpointInfo(name_or_path, hub))
-            return resolution
-        return Resolution(entry.family, entry, "registry")
-    if name_or_path is None:
-        return Resolution(None, None, "none")
-    info = CheckpointInfo(name_or_path, hub)
-    saved = info.read_json("modules.json")
-    if saved:
-        return Resolution(_saved_family(saved), None, "saved")
-    for spec in all_families():
-        if spec.recognize is not None and spec.recognize(info):
-            return Resolution(spec.name, None, "checkpoint")
-    raise ValueError(
-        f"{name_or_path!r} ({', '.join(info.architectures) or info.config.model_type}) has no scoring head that "
-        f"rerank-plugins recognises, and a random one would score noise. Pass family= one of "
-        f"{', '.join(family_names())} (e.g. family='query-likelihood' for a causal LM fine-tuned for query "
-        "generation), or fine-tune it as a sequence classifier first."
-    )
-
-
-class FamilyMismatchError(ValueError):
-    """A family's module cannot load a checkpoint of another architecture (raised while the modules load)."""
-
-    def __init__(
-        self, family: str, name_or_path: str, architecture: str, detail: str = "", chosen_by: str = ""
-    ) -> None:
-        self.family, self.name_or_path, self.architecture, self.detail = family, name_or_path, architecture, detail
-        chosen_by = chosen_by or f"The family {family!r}"
-        super().__init__(
-            f"{chosen_by} does not fit the model {name_or_path!r}: its architecture is {architecture}, which the "
-            f"{family!r} family cannot load{detail}. Pass the preset or family= that fits this checkpoint "
-            f"(families: {', '.join(family_names())})."
-        )
-
-    def chosen(self, resolution: Resolution) -> FamilyMismatchError:
-        """The same error, saying how the family was chosen (``preset=``, ``family=``, the registry)."""
-        return FamilyMismatchError(self.family, self.name_or_path, self.architecture, self.detail, resolution.chosen_by)
-
-
-def check_preset_fits(resolution: Resolution, info: CheckpointInfo) -> None:
-    """A preset names a published checkpoint: a local copy of it has that family's architecture (its ``recognize``
-    says so), else :class:`FamilyMismatchError` before anything loads (a headless encoder would get a random head).
-    """
-    spec = resolution.spec
-    if spec is None or spec.recognize is None:
-        return
-    try:
-        fits = spec.recognize(info)
-        architecture = f"{', '.join(info.architectures) or '?'} ({info.config.model_type})"
-    except (OSError, ValueError):  # no readable config: the load itself says what is wrong
-        return
-    if not fits:
-        raise FamilyMismatchError(spec.name, info.name_or_path, architecture, chosen_by=resolution.chosen_by)
-
-
-def fallback_tokenizer(name_or_path: str, entry: RegistryEntry | None, hub: HubOptions) -> str | None:
-    """The registry's tokenizer source when the checkpoint ships no tokenizer of its own (DistillRankNET)."""
-    if (
-        entry is None
-        or entry.fallback_tokenizer is None
-        or CheckpointInfo(name_or_path, hub).has_file("tokenizer_config.json")
-    ):
-        return None
-    logger.info("%s ships no tokenizer; using %s as its authors do.", name_or_path, entry.fallback_tokenizer)
-    return entry.fallback_tokenizer
-
-
-def _saved_family(modules_json: list[dict[str, Any]]) -> str | None:
-    """The family of a saved model, from the class of its first module in ``modules.json``."""
-    first = modules_json[0].get("type", "") if modules_json else ""
-    return _family_of_class(first) or ("sequence-classification" if first.endswith("Transformer") else None)
+    return family_of_class(class_ref(first)) or ("sequence-classification" if issubclass(first, Transformer) else None)

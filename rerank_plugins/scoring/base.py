@@ -19,8 +19,8 @@ import torch
 from sentence_transformers.base.modules import InputModule
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from rerank_plugins.families import FamilyMismatchError
 from rerank_plugins.hub import HUB_OPTION_NAMES, HubOptions
+from rerank_plugins.resolution import FamilyMismatchError
 from rerank_plugins.scoring.truncation import report_truncated, truncated_rows
 
 logger = logging.getLogger(__name__)

@@ -28,8 +28,9 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModel
 
-from rerank_plugins.families import CheckpointInfo, FamilyMismatchError, FamilySpec
+from rerank_plugins.families import CheckpointInfo, FamilySpec
 from rerank_plugins.hub import HubOptions
+from rerank_plugins.resolution import FamilyMismatchError
 from rerank_plugins.scoring.base import Pair, ScoringModule, checkpoint_architecture, fp32_scores, single_texts
 from rerank_plugins.scoring.batching import length_chunks
 
