@@ -72,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # the command line's loading: a path checked, the hub probed once, one line on failure
         model = load_model(name, preset=args.preset, **({"device": args.device} if args.device else {}))
     except CommandError as error:
-        print(f"demo: {error} (or --tiny: a tiny random model, built offline)", file=sys.stderr)
+        offline = "--model PATH (a local copy) or --tiny (a tiny random model, built offline) runs offline"
+        print(f"demo: {str(error).rstrip('.')}. {offline}", file=sys.stderr)
         return 2
 
     jobs = trec.plan(run, topics, corpus, depth=args.depth)
