@@ -88,6 +88,18 @@ def import_inranker() -> ModuleType:
     return module
 
 
+REQUIRED_MODULES = os.environ.get("RERANK_PLUGINS_REQUIRED_MODULES", "").split()
+"""Modules that ./dev installs in this environment: a test needing one fails without it instead of skipping."""
+
+
+def require(module: str, reason: str | None = None) -> ModuleType:
+    """``pytest.importorskip(module)``, except for a module ./dev installed here (``REQUIRED_MODULES``, or a
+    submodule of one): then a failed import is an error, so that CI never skips what it set out to test."""
+    if any(module == name or module.startswith(f"{name}.") for name in REQUIRED_MODULES):
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=reason)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now, for a server the test starts."""
     with socket.socket() as probe:
@@ -141,10 +153,7 @@ def imported_modules(code: str) -> set[str]:
 def skip_without_optional_modules(code: str) -> None:
     for module in sorted(imported_modules(code)):
         if module.startswith(OPTIONAL_MODULES):
-            try:
-                importlib.import_module(module)
-            except ImportError as error:
-                pytest.skip(f"needs {module}, which does not import here: {error}")
+            require(module, reason=f"needs {module}, which does not import here")
 
 
 # -- the cases the adapter tests share (rerank_plugins.adapters, LangChain, LlamaIndex) ---------------------------

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import support
 from support import DATA, ROOT
 
 from rerank_plugins import __version__, trec
@@ -281,7 +282,7 @@ def test_an_unreachable_hub_fails_fast_with_one_line(tmp_path: Path) -> None:
 
 # -- 11b: Ray without usage statistics --------------------------------------------------------------------------
 def test_import_ray_switches_usage_statistics_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("ray.data", reason="Ray Data is not installed")
+    support.require("ray.data", reason="Ray Data is not installed")
     from rerank_plugins import ray as ray_engine
 
     monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
