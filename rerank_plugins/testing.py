@@ -39,6 +39,8 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from rerank_plugins.quiet import quiet_loading
+
 CORPUS = [
     "Query: what is the capital of france Document: Paris is the capital and largest city of France. Relevant: true",
     "Query: how do vaccines work Document: The stock market fell sharply on Monday. Relevant: false",
@@ -237,7 +239,8 @@ class _Spec:
 def _save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, spec: _Spec) -> None:
     if spec.dtype is not None:
         model.to(spec.dtype)  # type: ignore[arg-type]
-    model.save_pretrained(spec.path)
+    with quiet_loading():  # no "Writing model shards" bar
+        model.save_pretrained(spec.path)
     tokenizer.save_pretrained(spec.path)
 
 

@@ -43,6 +43,26 @@ def monot5_scores(path: str, pairs: list[tuple[str, str]], max_length: int = 512
 
 
 @torch.no_grad()
+def monot5_logits(path: str, pairs: list[tuple[str, str]], max_length: int = 512) -> list[float]:
+    """monoT5's raw score: logit(true) - logit(false) at the first decoder step (its sigmoid is P(true))."""
+    model = AutoModelForSeq2SeqLM.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    vocab = tokenizer.get_vocab()
+    scores = []
+    for query, document in pairs:
+        enc = tokenizer(
+            [f"Query: {query} Document: {document} Relevant:"],
+            truncation="longest_first",
+            max_length=max_length,
+            return_tensors="pt",
+        )
+        start = torch.full((1, 1), model.config.decoder_start_token_id, dtype=torch.long)
+        logits = model(**enc, decoder_input_ids=start).logits[0, 0]
+        scores.append(float(logits[vocab["▁true"]] - logits[vocab["▁false"]]))
+    return scores
+
+
+@torch.no_grad()
 def sequence_classification_scores(
     path: str, pairs: list[tuple[str, str]], activation: str, max_length: int = 512
 ) -> list[float]:
