@@ -28,13 +28,18 @@ def test_rank_prints_a_table_in_the_models_order(
     assert [float(row.split()[2]) for row in rows] == pytest.approx([r["score"] for r in expected], abs=1e-6)
 
 
-def test_rank_json_with_top_k(tiny_paths: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_rank_json_with_top_k(
+    tiny_paths: dict[str, str], load_tiny: Callable, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = ["rank", "--model", tiny_paths["monot5"], "--query", "capital of france", "--top-k", "2", "--json", *DOCS]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["query"] == "capital of france" and len(report["results"]) == 2
-    first, second = report["results"]
-    assert first["rank"] == 1 and first["text"] == DOCS[first["index"]] and first["score"] >= second["score"]
+    expected = load_tiny("monot5").rank("capital of france", DOCS, top_k=2)
+    assert [row["rank"] for row in report["results"]] == [1, 2]
+    assert [row["index"] for row in report["results"]] == [hit["corpus_id"] for hit in expected]
+    assert [row["text"] for row in report["results"]] == [DOCS[hit["corpus_id"]] for hit in expected]
+    assert [row["score"] for row in report["results"]] == pytest.approx([hit["score"] for hit in expected], abs=1e-6)
 
 
 def test_tiny_model_builds_a_loadable_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
