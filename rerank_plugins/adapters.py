@@ -1,13 +1,12 @@
-"""What the LangChain and LlamaIndex adapters share: loading a model, one ``rank`` call per query, the cut-off.
+"""What the framework adapters share: loading a model, one request per query, the cut-off.
 
 The adapters only turn framework objects into texts and back; everything about options and scoring happens
 here, once, so that both frameworks rank exactly as ``CrossEncoder.rank`` does. They return copies: the document
 or node and its metadata mapping are new objects, but the metadata values are the caller's own, never
 deep-copied (a lock or a client cannot be). A listwise model's scores depend on the whole candidate list, so
-each query's candidates go to ``rank`` in one call. Calls on one model may run at once: scoring keeps no state
-between calls, and without a lock concurrent calls finished sooner (2 threads x 8 calls of 32 passages, tiny
-monoT5 on 2 CPU cores: 0.90-1.01 s against 1.20-3.31 s serialised). Async callers score in a worker thread,
-never on the event loop.
+each query's candidates are one request to the request core. Calls on one model may run at once: scoring keeps
+no state between calls, and without a lock concurrent calls finished sooner (``docs/performance.md``). Async
+callers score in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from sentence_transformers import CrossEncoder as STCrossEncoder
 
 from rerank_plugins.checks import check_positive
+from rerank_plugins.core.requests import RankedDocument, Ranking, Request
 from rerank_plugins.cross_encoder import CrossEncoder
 
 ModelLike: TypeAlias = STCrossEncoder | str | os.PathLike[str]
@@ -85,7 +85,7 @@ class RerankOptions(BaseModel):
             "rank_kwargs": self.rank_kwargs,
         }
 
-    def rank_texts(self, model: STCrossEncoder, query: str, texts: Sequence[str]) -> list[tuple[int, float]]:
+    def rank_texts(self, model: STCrossEncoder, query: str, texts: Sequence[str]) -> list[RankedDocument]:
         """:func:`rerank` with these options."""
         return rerank(model, query, texts, **self.rank_options())
 
@@ -173,14 +173,12 @@ def rerank(
     batch_size: int | None = None,
     iterative: bool = False,
     rank_kwargs: Mapping[str, Any] | None = None,
-) -> list[tuple[int, float]]:
-    """``(index, score)`` of the kept texts, best first, from ONE ``model.rank`` call on the whole list.
+) -> list[RankedDocument]:
+    """The kept texts, best first, from ONE request with the whole list (see ``rerank_plugins.core``).
 
-    Scores are Python floats. ``score_threshold`` keeps scores ``>= score_threshold`` and applies before
-    ``top_n``; the order is ``rank``'s own, ties included.
+    ``score_threshold`` keeps scores ``>= score_threshold`` and applies before ``top_n``; ties keep the input
+    order, as ``CrossEncoder.rank``. A plain sentence-transformers model is ranked by its own ``rank``.
     """
-    if not isinstance(query, str):
-        raise TypeError(f"The query must be a str, got {type(query).__name__}.")
     if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
         raise TypeError(f"texts must be a list of str, got a {type(texts).__name__}.")
     check_texts(texts, "Text")
@@ -188,19 +186,29 @@ def rerank(
         check_number(name, value)
     kwargs = dict(rank_kwargs or {})
     check_options(model, iterative, kwargs)
-    if not texts:
-        return []
-    if iterative:
-        kwargs["iterative"] = True
-    if batch_size is not None:  # else the model's own default (a plain sentence-transformers model takes no None)
-        kwargs["batch_size"] = batch_size
-    results = model.rank(query, list(texts), **kwargs)
-    ranked = [(int(result["corpus_id"]), float(result["score"])) for result in results]
-    if score_threshold is not None:
-        ranked = [(index, score) for index, score in ranked if score >= score_threshold]
-    return ranked if top_n is None else ranked[:top_n]
+    if isinstance(model, CrossEncoder):
+        request, run = model.make_request(query, texts, iterative=iterative, batch_size=batch_size, **kwargs)
+        ranking = model.rank_request(request, run) if request.documents else Ranking.of(request, [])
+    else:
+        ranking = plain_ranking(model, query, texts, batch_size, kwargs)
+    return ranking.top(top_n, score_threshold)
 
 
-async def arerank(model: STCrossEncoder, query: str, texts: Sequence[str], **options: Any) -> list[tuple[int, float]]:
+def plain_ranking(
+    model: STCrossEncoder, query: str, texts: Sequence[str], batch_size: int | None, kwargs: Mapping[str, Any]
+) -> Ranking:
+    """A plain sentence-transformers model's ``rank`` as a :class:`~rerank_plugins.core.Ranking`."""
+    request = Request(query, tuple(texts))
+    if not request.documents:
+        return Ranking.of(request, [])
+    if batch_size is not None:  # else its own default (a plain sentence-transformers model takes no None)
+        kwargs = {**kwargs, "batch_size": batch_size}
+    scores = [0.0] * len(texts)
+    for result in model.rank(query, list(texts), **kwargs):
+        scores[int(result["corpus_id"])] = float(result["score"])
+    return Ranking.of(request, scores)
+
+
+async def arerank(model: STCrossEncoder, query: str, texts: Sequence[str], **options: Any) -> list[RankedDocument]:
     """:func:`rerank` in a worker thread, so that scoring never blocks the event loop."""
     return await asyncio.to_thread(rerank, model, query, texts, **options)

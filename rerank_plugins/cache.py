@@ -1,9 +1,10 @@
 """An opt-in, bounded score cache: repeated (query, document) pairs cost nothing the second time.
 
-Keys hold everything a score depends on (:func:`settings_key`: the model instance and its weights version, every
-module's configuration, the activation with its parameters, the window, the other ``predict`` options) and, for
-listwise models, the whole candidate list (a ListConRanker score depends on it). Least recently used entries go
-first.
+Keys hold everything a score depends on (:func:`request_key`: the model instance and its weights version, every
+module's configuration, the request's activation with its parameters, prompt, window and other options, its
+query) and, for listwise models, the whole candidate list of the request (a ListConRanker score depends on it).
+The request core (``rerank_plugins.core.ranking``) looks scores up and stores them. Least recently used entries
+go first.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from torch import nn
 
 
 class ScoreCache:
-    """A thread-safe LRU map from score keys to floats, at most ``max_entries`` long.
+    """A thread-safe LRU map from score keys to scores (a float, or a listwise list's tuple), at most
+    ``max_entries`` long.
 
     One cache may be shared by several models: the model instance is part of every key, so two models (or one
     model before and after training) never serve each other's scores.
@@ -28,22 +30,23 @@ class ScoreCache:
         if max_entries < 1:
             raise ValueError(f"max_entries must be positive, got {max_entries}.")
         self.max_entries = max_entries
-        self._entries: OrderedDict[Hashable, float] = OrderedDict()
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: Hashable) -> float | None:
+    def get(self, key: Hashable, documents: int = 1) -> Any:
+        """The entry of ``key`` or None; ``hits``/``misses`` count ``documents`` (a listwise list counts all its)."""
         with self._lock:
             value = self._entries.get(key)
             if value is None:
-                self.misses += 1
+                self.misses += documents
                 return None
             self._entries.move_to_end(key)
-            self.hits += 1
+            self.hits += documents
             return value
 
-    def put(self, key: Hashable, value: float) -> None:
+    def put(self, key: Hashable, value: Any) -> None:
         with self._lock:
             self._entries[key] = value
             self._entries.move_to_end(key)
@@ -92,16 +95,18 @@ def activation_key(activation: Callable[..., Any] | None) -> Hashable:
     return ("callable", activation)
 
 
-def settings_key(model: Any, window: Any, options: Mapping[str, Any]) -> Hashable:
-    """Everything about one ``predict`` call, besides the pairs, that a score depends on.
+def request_key(model: Any, request: Any) -> Hashable:
+    """Everything about a request, besides its query and documents, that its scores depend on.
 
     The model instance and its weights version (bumped by training and quantization), family, dtype, device,
     length limit and every module's configuration (``family_options``: templates, answer tokens, truncation),
-    the activation, the window, and every other ``predict`` option.
+    then the request's options: its activation (or the model's), prompt, window, document cut and mode. The
+    request core keys a pointwise document by ``(this, query, document)`` and a listwise list by
+    ``(this, query, documents)``: the whole list, since every score in it depends on the others.
     """
-    activation = options.get("activation_fn")
+    options = request.options
+    activation = options.activation if options.activation is not None else model.activation_fn
     modules = json.dumps([m.get_config_dict() for m in model if hasattr(m, "get_config_dict")], default=repr)
-    other = tuple(sorted((k, repr(v)) for k, v in options.items() if k not in ("activation_fn", "show_progress_bar")))
     return (
         model.cache_identity,
         model.weights_version,
@@ -110,43 +115,11 @@ def settings_key(model: Any, window: Any, options: Mapping[str, Any]) -> Hashabl
         str(model.device),
         model.max_seq_length,
         modules,
-        activation_key(activation if activation is not None else model.activation_fn),
-        window,
-        other,
+        activation_key(activation),
+        options.prompt,
+        options.apply_softmax,
+        options.window,
+        options.max_tokens_per_doc,
+        options.mode,
+        request.query,
     )
-
-
-def cached_scores(
-    model: Any,
-    cache: ScoreCache,
-    pairs: list,
-    window: Any,
-    options: dict[str, Any],
-    score: Callable[[list, Any, dict[str, Any]], Any],
-) -> list[float]:
-    """Every pair's score from ``cache``; only the misses go to ``score(pairs, window, options)``.
-
-    A listwise model's key holds the list's documents, and a miss re-scores its whole list: a partial list
-    would give other scores.
-    """
-    settings = settings_key(model, window, options)
-    if model.is_listwise:
-        lists: dict[str, list[str]] = {}
-        for query, document in pairs:
-            lists.setdefault(query, []).append(document)
-        digests = {query: hash(tuple(sorted(documents))) for query, documents in lists.items()}
-        keys: list[tuple] = [(settings, q, d, digests[q]) for q, d in pairs]
-    else:
-        keys = [(settings, q, d) for q, d in pairs]
-    found = [cache.get(key) for key in keys]
-    missing = [i for i, value in enumerate(found) if value is None]
-    if missing and model.is_listwise:
-        stale = {pairs[i][0] for i in missing}
-        missing = [i for i, (query, _) in enumerate(pairs) if query in stale]
-    if missing:
-        fresh = score([pairs[i] for i in missing], window, options).float().cpu().tolist()
-        for i, value in zip(missing, fresh, strict=True):
-            cache.put(keys[i], value)
-            found[i] = value
-    assert all(value is not None for value in found)
-    return [float(value) for value in found]  # type: ignore[arg-type]

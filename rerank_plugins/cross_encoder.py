@@ -1,13 +1,13 @@
 """``rerank_plugins.CrossEncoder``: a sentence-transformers ``CrossEncoder`` that scores as the authors do.
 
-It chooses the modules (``resolution.resolve_family``: which family, with which settings) and wraps the public
-``predict`` with what pointwise batching cannot express: input checks, one truncation warning per call, windows for
-long documents, the opt-in score cache, and whole-list scoring for listwise families. Pointwise scoring itself,
-activation, devices, evaluators, save/load and training are sentence-transformers' own.
+It chooses the modules (``resolution.resolve_family``: which family, with which settings); ``predict`` and ``rank``
+keep sentence-transformers' signatures and meaning, normalise their arguments once into the request core's
+typed options, and hand whole requests to it (``rerank_plugins.core``): checks, cache, windows, batching, the
+batch loop and the activation all happen there. Evaluators, save/load, devices and training are
+sentence-transformers' own.
 
-How a score travels: ``rank`` -> ``predict`` -> (cache) -> (windows) -> ``_score_pairs`` -> either
-sentence-transformers' ``predict`` (pointwise: ``preprocess`` + ``forward`` of the family's module per batch) or
-``_score_lists`` (listwise: one ``preprocess`` + ``forward`` per query's list) -> the module's tensor maths.
+How a score travels: ``rank`` -> one ``Request`` (``predict``: one per query) -> ``core.score_requests`` ->
+the family module's ``encode`` / ``collate`` / ``forward`` -> the tensor maths.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 from sentence_transformers import CrossEncoder as STCrossEncoder
-from sentence_transformers.util import batch_to_device
 from torch import nn
-from tqdm.autonotebook import tqdm
 
-from rerank_plugins.cache import ScoreCache, cached_scores
-from rerank_plugins.checks import check_documents, check_positive, validate_pairs
+from rerank_plugins.cache import ScoreCache
+from rerank_plugins.checks import check_positive, validate_pairs
+from rerank_plugins.core.batching import ACCELERATOR_BATCH_TOKENS, CPU_BATCH_SIZE
+from rerank_plugins.core.ranking import Scored, rank_requests, score_requests
+from rerank_plugins.core.requests import Ranking, Request, RequestOptions, RunOptions
+from rerank_plugins.evaluation import evaluator_lists
 from rerank_plugins.families import (
     FamilySpec,
     LoadRequest,
@@ -39,11 +41,11 @@ from rerank_plugins.model_card import CheckedModelCardData
 from rerank_plugins.quantization import refuse_to_save_quantized
 from rerank_plugins.quiet import quiet_loading
 from rerank_plugins.resolution import FamilyMismatchError, Resolution, fallback_tokenizer, resolve_family
-from rerank_plugins.scoring.listconranker import iterative_scores
 from rerank_plugins.scoring.sequence_classification import LabelMargin
-from rerank_plugins.scoring.token_budget import ACCELERATOR_BATCH_TOKENS, CPU_BATCH_SIZE, MAX_ROWS, token_budget_groups
-from rerank_plugins.scoring.truncation import truncation_report, untruncated
-from rerank_plugins.windows import Window, aggregate, as_window, split_document
+from rerank_plugins.windows import Window, as_window
+
+Place = tuple[int, int]
+"""Where one of ``predict``'s pairs went: (its request, its document in that request)."""
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +206,7 @@ class CrossEncoder(STCrossEncoder):
         with quiet_loading(getattr(self, "verbose", False)):
             super().save(path, *args, **kwargs)
 
-    # -- inference ----------------------------------------------------------------------------------------
+    # -- inference: sentence-transformers' signatures, normalised once, then the request core ---------------
     def predict(  # type: ignore[override]
         self,
         inputs: Any,
@@ -226,46 +228,28 @@ class CrossEncoder(STCrossEncoder):
     ) -> Any:
         """``sentence_transformers.CrossEncoder.predict``, plus input checks, ``window=`` and whole lists.
 
-        ``window=Window(size, stride, aggregate)`` (or ``True``) scores long documents in overlapping windows.
-        ``batch_size`` is pairs per forward, as in sentence-transformers; left out, it is 32 on a CPU and, on an
-        accelerator, as many length-sorted pairs as fit in ``batch_tokens`` padded tokens. A listwise model
-        scores each query's pairs as one list, whatever ``batch_size`` (which then bounds only the texts per
-        encoder forward), and refuses ``pool=`` / a list of devices, which would cut lists apart.
+        The pairs that share a query are one request to the request core (``rerank_plugins.core``); for a
+        listwise model they are one list. ``window=Window(size, stride, aggregate)`` (or ``True``) scores long
+        documents in overlapping windows. ``batch_size`` is rows per forward, as in sentence-transformers; left
+        out, it is 32 on a CPU and, on an accelerator, as many length-sorted pairs as fit in ``batch_tokens``
+        padded tokens. A listwise model refuses ``pool=`` / a list of devices, which would cut lists apart.
         """
-        check_positive("batch_size", batch_size, optional=True)
-        check_positive("batch_tokens", batch_tokens)
+        _refuse_unknown(kwargs, "predict")
         singular = self.is_singular_input(inputs)
         pairs = [inputs] if singular else (inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs))
         pairs = [list(pair) if isinstance(pair, np.ndarray) else pair for pair in pairs]
         validate_pairs(pairs)
-        chosen = as_window(window)
-        options = {"prompt_name": prompt_name, "prompt": prompt, "batch_size": batch_size,
-                   "show_progress_bar": show_progress_bar, "activation_fn": activation_fn,
-                   "apply_softmax": apply_softmax, "device": device, **kwargs}  # fmt: skip
+        options = self.request_options(prompt_name, prompt, activation_fn, apply_softmax, window)
         if pool is not None or isinstance(device, list):
-            if self.is_listwise:
-                raise ValueError(
-                    "A listwise model scores each query's list whole; pool= / a list of devices would split lists "
-                    "across workers. Score in one process (device='cuda:0'), or one list per worker with "
-                    "rerank_plugins.ray."
-                )
-            if chosen is not None or self.score_cache is not None:
-                raise ValueError("window= and score_cache are not supported with pool= or a list of devices.")
-            return super().predict(
-                inputs, convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor, pool=pool,
-                chunk_size=chunk_size, **{**options, "batch_size": batch_size or CPU_BATCH_SIZE},
-            )  # fmt: skip
-        options["batch_tokens"] = batch_tokens
-        self.eval()  # inference (as sentence-transformers' own predict does), before any cache key is made
-        with truncation_report() as report:
-            scores = self._cached_scores(pairs, chosen, options)
-        if report.count:
-            logger.warning(
-                "%d of %d inputs were longer than max_length=%d tokens and were truncated as the %s family "
-                "does. Pass a larger max_length if the model allows it, or window= to score long documents "
-                "in windows.",
-                report.count, len(pairs), self.max_seq_length, self.family,
-            )  # fmt: skip
+            scores = self._score_in_pool(pairs, options, batch_size, show_progress_bar, device, pool, chunk_size)
+        else:
+            run = self.run_options(batch_size, show_progress_bar, device, batch_tokens)
+            samples = evaluator_lists(pairs) if self.is_listwise else None  # the evaluator's own lists, if it calls
+            requests, places = (
+                requests_of_pairs(pairs, options) if samples is None else requests_of_lists(pairs, samples, options)
+            )
+            scored = score_requests(self, requests, run)
+            scores = gather(scored, places, self.device)
         if convert_to_tensor:
             result: Any = scores
         elif convert_to_numpy:
@@ -273,99 +257,6 @@ class CrossEncoder(STCrossEncoder):
         else:
             result = list(scores)
         return result[0] if singular else result
-
-    def _cached_scores(self, pairs: list, window: Window | None, options: dict[str, Any]) -> torch.Tensor:
-        """Through the score cache when there is one (see ``cache.cached_scores``), else straight to scoring."""
-        if self.score_cache is None or self.num_labels != 1 or not pairs:
-            return self._windowed_scores(pairs, window, options)
-        found = cached_scores(self, self.score_cache, pairs, window, options, self._windowed_scores)
-        return torch.tensor(found, dtype=torch.float32, device=self._device_of(options.get("device")))
-
-    def _windowed_scores(self, pairs: list, window: Window | None, options: dict[str, Any]) -> torch.Tensor:
-        """Each document split into windows, every window scored, one aggregated score per pair."""
-        if window is None:
-            return self._score_pairs(pairs, options)
-        if self.num_labels != 1:
-            raise ValueError("window= needs one score per pair; this model has several labels.")
-        tokenizer = untruncated(self.tokenizer)
-        flat, owners = [], []
-        for index, (query, document) in enumerate(pairs):
-            for piece in split_document(tokenizer, document, window):
-                flat.append((query, piece))
-                owners.append(index)
-        return aggregate(self._score_pairs(flat, options).float(), owners, len(pairs), window.aggregate)
-
-    def _score_pairs(self, pairs: list, options: dict[str, Any]) -> torch.Tensor:
-        """Pointwise: sentence-transformers' own ``predict``; listwise: each query's pairs as one list.
-
-        With no ``batch_size``: 32 pairs per forward on a CPU; on an accelerator, groups of length-sorted pairs
-        of at most ``batch_tokens`` padded tokens (``scoring.token_budget``), one sentence-transformers batch each.
-        """
-        options = dict(options)
-        batch_tokens = options.pop("batch_tokens", ACCELERATOR_BATCH_TOKENS)
-        on_accelerator = self._uses_token_budget(options.get("device"))
-        if self.is_listwise:
-            return self._score_lists(pairs, batch_tokens=batch_tokens if on_accelerator else None, **options)
-        if options["batch_size"] is not None or not on_accelerator or not pairs:
-            options["batch_size"] = options["batch_size"] or CPU_BATCH_SIZE
-            return super().predict(pairs, convert_to_tensor=True, **options)
-        scores: list[torch.Tensor | None] = [None] * len(pairs)
-        for group in token_budget_groups(pairs, self.max_seq_length, batch_tokens):
-            options["batch_size"] = len(group)
-            group_scores = super().predict([pairs[i] for i in group], convert_to_tensor=True, **options)
-            for i, score in zip(group, group_scores, strict=True):
-                scores[i] = score
-        return torch.stack(scores)  # type: ignore[arg-type]
-
-    def _uses_token_budget(self, device: Any) -> bool:
-        """Whether batches without ``batch_size`` are cut by tokens: on any accelerator, not on a CPU."""
-        return self._device_of(device).type != "cpu"
-
-    def _device_of(self, device: Any) -> torch.device:
-        return torch.device(device) if device is not None else self.device
-
-    @torch.inference_mode()
-    def _score_lists(
-        self,
-        pairs: list,
-        *,
-        batch_size: int | None,
-        batch_tokens: int | None,
-        show_progress_bar: bool | None,
-        activation_fn: Callable | None,
-        device: Any = None,
-        prompt_name: str | None = None,
-        prompt: str | None = None,
-        apply_softmax: bool | None = False,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        """Score each query's pairs as one list; ``batch_size`` (or ``batch_tokens``) bounds the texts per encoder
-        forward only."""
-        if prompt_name is not None or prompt is not None:
-            raise ValueError("prompts are not supported by listwise models.")
-        target = self._device_of(device)
-        if target != self.device:
-            self.to(target)
-        self.eval()
-        activation = activation_fn if activation_fn is not None else self.activation_fn
-        lists: dict[str, list[int]] = {}
-        for index, (query, _) in enumerate(pairs):
-            lists.setdefault(query, []).append(index)
-        scores = torch.empty(len(pairs), dtype=torch.float32, device=target)
-        first: Any = self[0]
-        rest = list(self)[1:]
-        for members in tqdm(lists.values(), desc="Lists", disable=not show_progress_bar):
-            features = batch_to_device(first.preprocess([pairs[i] for i in members]), target)
-            # Per call: the module itself is never changed. No batch_size on an accelerator: chunks by tokens only.
-            chunk = batch_size or (MAX_ROWS if batch_tokens else CPU_BATCH_SIZE)
-            features = first(features, batch_size=chunk, batch_tokens=batch_tokens)
-            for module in rest:
-                features = module(features)
-            list_scores = features["scores"].float()
-            if activation is not None:
-                list_scores = activation(list_scores)
-            scores[torch.tensor(members, device=target)] = list_scores.reshape(-1)
-        return scores
 
     def rank(  # type: ignore[override]
         self,
@@ -384,42 +275,194 @@ class CrossEncoder(STCrossEncoder):
         *,
         iterative: bool = False,
         window: Window | dict[str, Any] | bool | None = None,
+        batch_tokens: int = ACCELERATOR_BATCH_TOKENS,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
         """``sentence_transformers.CrossEncoder.rank``, plus ``window=`` for long documents and ``iterative=True``.
 
-        ``iterative=True`` runs the authors' iterative inference (listwise models): while more than 20 passages
+        ``iterative=True`` runs the authors' iterative inference (ListConRanker): while more than 20 passages
         remain, score them, drop the lowest ``max(ceil(0.2 n), 10)`` (and exact ties) with ``score + round``,
         and re-score the rest; the last 20 or fewer get ``score + final round``, so scores can exceed 1.
-        Every other keyword argument goes to :meth:`predict`. Ties keep the input order.
+        Ties keep the input order.
         """
-        if not isinstance(query, str):
-            raise TypeError(f"The query must be a str, got {type(query).__name__}.")
-        documents = check_documents(documents)
+        _refuse_unknown(kwargs, "rank")
         check_positive("top_k", top_k, optional=True)
-        if self.num_labels != 1:
-            raise ValueError("CrossEncoder.rank() needs one score per pair; this model has several labels.")
-        options = {"prompt_name": prompt_name, "prompt": prompt, "batch_size": batch_size,
-                   "show_progress_bar": show_progress_bar, "activation_fn": activation_fn, "device": device,
-                   "pool": pool, "chunk_size": chunk_size, "window": window, **kwargs}  # fmt: skip
-        if iterative:
-            if not self.is_listwise:
-                raise ValueError(f"iterative=True is ListConRanker's inference; this model is {self.family!r}.")
-            final = self.iterative_scores(query, documents, **options)
+        if pool is not None or isinstance(device, list):
+            if iterative:
+                raise ValueError("iterative=True scores a list in rounds in one process; leave out pool= / devices.")
+            request, _ = self.make_request(query, documents, prompt_name=prompt_name, prompt=prompt, window=window)
+            scores = self.predict(
+                [(query, document) for document in request.documents], prompt_name=prompt_name, prompt=prompt,
+                batch_size=batch_size, show_progress_bar=show_progress_bar, activation_fn=activation_fn,
+                device=device, pool=pool, chunk_size=chunk_size, window=window,
+            )  # fmt: skip
+            ranking = Ranking.of(request, [float(score) for score in scores])
         else:
-            pairs = [(query, document) for document in documents]
-            final = self.predict(pairs, convert_to_numpy=True, **options).tolist() if pairs else []
-        results: list[dict[str, Any]] = [{"corpus_id": i, "score": float(s)} for i, s in enumerate(final)]
-        if return_documents:
-            for result in results:
-                result["text"] = documents[result["corpus_id"]]
-        results.sort(key=lambda r: r["score"], reverse=True)
-        return results[:top_k]
+            request, run = self.make_request(
+                query, documents, prompt_name=prompt_name, prompt=prompt, activation_fn=activation_fn, window=window,
+                iterative=iterative, batch_size=batch_size, show_progress_bar=show_progress_bar, device=device,
+                batch_tokens=batch_tokens,
+            )  # fmt: skip
+            ranking = self.rank_request(request, run)
+        results: list[dict[str, Any]] = []
+        for document in ranking.top(top_k):
+            result: dict[str, Any] = {"corpus_id": document.index, "score": document.score}
+            if return_documents:
+                result["text"] = document.text
+            results.append(result)
+        return results
 
-    def iterative_scores(self, query: str, documents: Sequence[str], **predict_kwargs: Any) -> list[float]:
+    def rank_requests(self, requests: Sequence[Request], run: RunOptions | None = None) -> list[Ranking]:
+        """Whole :class:`~rerank_plugins.core.Request` s ranked together by the request core: what every frontend
+        calls (their rows share batches; a listwise request is scored as exactly its own list)."""
+        return rank_requests(self, requests, run or RunOptions())
+
+    def rank_request(self, request: Request, run: RunOptions | None = None) -> Ranking:
+        """One :class:`~rerank_plugins.core.Request` ranked by the request core."""
+        (ranking,) = self.rank_requests([request], run)
+        return ranking
+
+    def make_request(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        activation_fn: Callable | None = None,
+        window: Window | dict[str, Any] | bool | None = None,
+        iterative: bool = False,
+        batch_size: int | None = None,
+        show_progress_bar: bool | None = None,
+        device: Any = None,
+        batch_tokens: int = ACCELERATOR_BATCH_TOKENS,
+    ) -> tuple[Request, RunOptions]:
+        """``rank``'s arguments as the request core's :class:`~rerank_plugins.core.Request` and run options."""
+        options = self.request_options(prompt_name, prompt, activation_fn, False, window, iterative=iterative)
+        request = Request(query, documents, options)  # type: ignore[arg-type]
+        return request, self.run_options(batch_size, show_progress_bar, device, batch_tokens)
+
+    def iterative_scores(self, query: str, documents: Sequence[str], **rank_kwargs: Any) -> list[float]:
         """ListConRanker's iterative inference (see :meth:`rank`): one final score per document, by index."""
+        kwargs = {"top_k": None, **rank_kwargs, "iterative": True}
+        return sorted_by_index(self.rank(query, documents, **kwargs), len(documents))
 
-        def score_list(indices: list[int]) -> Sequence[float]:
-            return self.predict([(query, documents[i]) for i in indices], **predict_kwargs).tolist()
+    # -- arguments normalised once ----------------------------------------------------------------------------
+    def request_options(
+        self,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        activation_fn: Callable | None = None,
+        apply_softmax: bool | None = False,
+        window: Window | dict[str, Any] | bool | None = None,
+        *,
+        iterative: bool = False,
+    ) -> RequestOptions:
+        """sentence-transformers' per-call arguments as the core's :class:`~rerank_plugins.core.RequestOptions`.
 
-        return iterative_scores(score_list, len(documents))
+        The prompt is resolved as sentence-transformers does: ``prompt``, else ``prompts[prompt_name]``, else the
+        model's ``default_prompt_name``; the family decides what a prompt means (or refuses it).
+        """
+        return RequestOptions(
+            prompt=self.resolve_prompt(prompt, prompt_name),
+            activation=activation_fn,
+            apply_softmax=bool(apply_softmax),
+            window=as_window(window),
+            mode="iterative" if iterative else None,
+        )
+
+    def run_options(
+        self,
+        batch_size: int | None = None,
+        show_progress_bar: bool | None = None,
+        device: Any = None,
+        batch_tokens: int = ACCELERATOR_BATCH_TOKENS,
+    ) -> RunOptions:
+        """sentence-transformers' execution arguments as the core's :class:`~rerank_plugins.core.RunOptions`."""
+        if show_progress_bar is None:  # sentence-transformers' default: a bar when its logger shows INFO
+            show_progress_bar = logging.getLogger("sentence_transformers").getEffectiveLevel() <= logging.INFO
+        return RunOptions(batch_size, batch_tokens, device, bool(show_progress_bar))
+
+    def resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+        """``prompt``, else the named prompt, else the default prompt (sentence-transformers' order)."""
+        if prompt is not None:
+            if prompt_name is not None:
+                logger.warning("Both prompt and prompt_name given: prompt_name %r is ignored.", prompt_name)
+            return prompt
+        name = prompt_name if prompt_name is not None else self.default_prompt_name
+        if name is None:
+            return None
+        if name not in self.prompts:
+            raise ValueError(f"Prompt name {name!r} is not one of this model's prompts: {sorted(self.prompts)}.")
+        return self.prompts[name] or None
+
+    def _score_in_pool(
+        self,
+        pairs: list,
+        options: RequestOptions,
+        batch_size: int | None,
+        show_progress_bar: bool | None,
+        device: Any,
+        pool: Any,
+        chunk_size: int | None,
+    ) -> torch.Tensor:
+        """sentence-transformers' multi-process predict (its workers call this ``predict`` on their share)."""
+        if self.is_listwise:
+            raise ValueError(
+                "A listwise model scores each query's list whole; pool= / a list of devices would split lists "
+                "across workers. Score in one process (device='cuda:0'), or one list per worker with "
+                "rerank_plugins.ray."
+            )
+        if options.window is not None or self.score_cache is not None:
+            raise ValueError("window= and score_cache are not supported with pool= or a list of devices.")
+        return super().predict(
+            pairs, prompt=options.prompt, batch_size=batch_size or CPU_BATCH_SIZE,
+            show_progress_bar=show_progress_bar, activation_fn=options.activation, apply_softmax=options.apply_softmax,
+            convert_to_tensor=True, device=device, pool=pool, chunk_size=chunk_size,
+        )  # fmt: skip
+
+
+def _refuse_unknown(kwargs: Mapping[str, Any], method: str) -> None:
+    """An argument that this model would not honour is an error, never silently dropped."""
+    if kwargs:
+        raise TypeError(f"{method}() got unexpected keyword argument(s) {sorted(kwargs)}.")
+
+
+def requests_of_pairs(pairs: Sequence[Sequence[str]], options: RequestOptions) -> tuple[list[Request], list[Place]]:
+    """``predict``'s pairs as one request per query (in order of first appearance), and where each pair went."""
+    documents: dict[str, list[str]] = {}
+    order: dict[str, int] = {}
+    places: list[Place] = []
+    for query, document in pairs:
+        members = documents.setdefault(query, [])
+        places.append((order.setdefault(query, len(order)), len(members)))
+        members.append(document)
+    return [Request(query, tuple(members), options) for query, members in documents.items()], places
+
+
+def requests_of_lists(
+    pairs: Sequence[Sequence[str]], sizes: Sequence[int], options: RequestOptions
+) -> tuple[list[Request], list[Place]]:
+    """``pairs`` cut into consecutive lists of ``sizes`` (one request each, whatever their query texts)."""
+    requests, places, start = [], [], 0
+    for number, size in enumerate(sizes):
+        members = pairs[start : start + size]
+        requests.append(Request(members[0][0], tuple(document for _, document in members), options))
+        places += [(number, slot) for slot in range(size)]
+        start += size
+    return requests, places
+
+
+def sorted_by_index(results: Sequence[Mapping[str, Any]], count: int) -> list[float]:
+    """``rank``'s results back as one score per document index."""
+    scores = [0.0] * count
+    for result in results:
+        scores[result["corpus_id"]] = float(result["score"])
+    return scores
+
+
+def gather(scored: Sequence[Scored], places: Sequence[Place], device: torch.device) -> torch.Tensor:
+    """The requests' scores back in the order of the pairs they came from."""
+    if not places:
+        return torch.tensor([], device=device)
+    return torch.stack([scored[request].scores[slot] for request, slot in places])

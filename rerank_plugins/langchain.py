@@ -54,7 +54,7 @@ class RerankCompressor(RerankOptions, BaseDocumentCompressor):
         """Score ``documents`` against ``query`` and return the kept ones as scored copies, best first."""
         documents = list(documents)
         ranked = self.rank_texts(self.model, query, _texts(documents))
-        return [_scored_copy(documents[index], score) for index, score in ranked]
+        return [_scored_copy(documents[hit.index], hit.score) for hit in ranked]
 
     async def acompress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None

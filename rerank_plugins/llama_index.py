@@ -18,6 +18,7 @@ from typing import Any
 from sentence_transformers import CrossEncoder as STCrossEncoder
 
 from rerank_plugins.adapters import ModelLike, RerankOptions, check_texts, model_name
+from rerank_plugins.core.requests import RankedDocument
 
 try:
     from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -114,9 +115,9 @@ class RerankPostprocessor(RerankOptions, BaseNodePostprocessor):
             },
         )
 
-    def _end(self, nodes: list[NodeWithScore], ranked: list[tuple[int, float]], event_id: str) -> list[NodeWithScore]:
+    def _end(self, nodes: list[NodeWithScore], ranked: list[RankedDocument], event_id: str) -> list[NodeWithScore]:
         """The kept nodes, best first, as copies with the reranker's score; then the end events."""
-        reranked = [NodeWithScore(node=self._copy(nodes[index]), score=score) for index, score in ranked]
+        reranked = [NodeWithScore(node=self._copy(nodes[hit.index]), score=hit.score) for hit in ranked]
         self.callback_manager.on_event_end(
             CBEventType.RERANKING, payload={EventPayload.NODES: reranked}, event_id=event_id
         )

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
-from rerank_plugins.trec import Job, Ranking, order_ranking, score_query
+from rerank_plugins.trec import Job, RunRanking, order_ranking
 
+ROWS_PER_CALL = 256
+"""Rows per actor call for a pointwise model (the model then batches them by its own policy)."""
 COLUMNS = ("qid", "docid", "query", "text")
 """The columns :func:`rerank_dataset` needs; others (e.g. ``position``) are passed through."""
 
@@ -30,7 +33,9 @@ class ActorOptions(TypedDict, total=False):
 
     Attributes:
         model_kwargs: ``CrossEncoder`` keyword arguments (``family``, ``preset``, ``max_length``, ``device``...).
-        batch_size: rows per actor call and per model forward (listwise: texts per encoder forward); 32.
+        batch_size: rows per model forward (listwise: texts per encoder forward), and for a pointwise model rows
+            per actor call; None (the default): the model's own batching policy (32 rows on a CPU, a token budget
+            on an accelerator) over :data:`ROWS_PER_CALL` rows per call. A listwise model gets one query per call.
         concurrency: actors in the pool: ``n`` (1), or ``(min, max)`` to let Ray Data autoscale between them.
         num_gpus: GPUs reserved per actor (0; e.g. 1, or a fraction to pack several actors on one GPU).
         num_cpus: CPUs reserved per actor (Ray's default when None or not given).
@@ -38,7 +43,7 @@ class ActorOptions(TypedDict, total=False):
     """
 
     model_kwargs: Mapping[str, Any] | None
-    batch_size: int
+    batch_size: int | None
     concurrency: int | tuple[int, int]
     num_gpus: float
     num_cpus: float | None
@@ -75,47 +80,60 @@ def is_listwise(model_name_or_path: str, model_kwargs: Mapping[str, Any] | None 
     return resolution.listwise
 
 
-class PairScorer:
-    """A Ray Data actor for pointwise models: scores a batch of rows pair by pair with its own model."""
+def _listwise_here(model_name_or_path: str, model_kwargs: Mapping[str, Any]) -> bool:
+    """:func:`is_listwise`, or False when the checkpoint cannot be read from this machine (the actors may)."""
+    try:
+        return is_listwise(model_name_or_path, model_kwargs)
+    except OSError:
+        return False
+
+
+class RequestScorer:
+    """A Ray Data actor: loads its own model once, and scores each batch of rows as requests, one per ``qid``.
+
+    Rows of one qid are one request (in ``position`` order when that column exists), whatever their query text:
+    two queries with the same text stay two lists. A listwise model gets all rows of one qid per call.
+    """
 
     def __init__(
         self,
         model_name_or_path: str,
         model_kwargs: Mapping[str, Any],
-        batch_size: int,
+        batch_size: int | None,
         rank_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         from rerank_plugins import CrossEncoder
 
         self.model = CrossEncoder(model_name_or_path, **dict(model_kwargs))
         self.batch_size = batch_size
-        self.rank_kwargs = dict(rank_kwargs or {})  # pointwise: only window=, passed to predict
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        pairs = [(str(query), str(text)) for query, text in zip(batch["query"], batch["text"], strict=True)]
-        scores = self.model.predict(
-            pairs, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True, **self.rank_kwargs
-        )
-        return {**batch, "score": np.asarray(scores, dtype=np.float64).reshape(-1)}
-
-
-class ListScorer(PairScorer):
-    """A Ray Data actor for listwise models: each call gets all rows of one query and scores them as one list.
-
-    Rows are put back in ``position`` order (when that column exists) so that the list is the one the local
-    path scores.
-    """
+        self.rank_kwargs = dict(rank_kwargs or {})
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if "position" in batch:
             order = np.argsort(batch["position"], kind="stable")
             batch = {column: values[order] for column, values in batch.items()}
-        queries = {str(query) for query in batch["query"]}
-        if len(queries) != 1:
-            raise ValueError(f"query {batch['qid'][0]} has {len(queries)} different query texts")
-        texts = [str(text) for text in batch["text"]]
-        scores = score_query(self.model, queries.pop(), texts, batch_size=self.batch_size, **self.rank_kwargs)
-        return {**batch, "score": np.asarray(scores, dtype=np.float64)}
+        rows: dict[str, list[int]] = {}
+        for row, qid in enumerate(batch["qid"]):
+            rows.setdefault(str(qid), []).append(row)
+        made = []
+        for qid, members in rows.items():
+            queries = {str(batch["query"][row]) for row in members}
+            if len(queries) != 1:
+                raise ValueError(f"query {qid} has {len(queries)} different query texts")
+            texts = [str(batch["text"][row]) for row in members]
+            made.append(self.model.make_request(
+                queries.pop(), texts, batch_size=self.batch_size, show_progress_bar=False, **self.rank_kwargs
+            ))  # fmt: skip
+        scores = np.empty(len(batch["qid"]), dtype=np.float64)
+        if made:
+            rankings = self.model.rank_requests([request for request, _ in made], made[0][1])
+            for members, ranking in zip(rows.values(), rankings, strict=True):
+                scores[members] = ranking.scores
+        return {**batch, "score": scores}
+
+
+PairScorer = ListScorer = RequestScorer
+"""Deprecated names of :class:`RequestScorer` (one actor scores pointwise and listwise models alike)."""
 
 
 def rerank_dataset(
@@ -150,9 +168,14 @@ def rerank_dataset(
         listwise = is_listwise(model_name_or_path, kwargs)
     if not listwise and set(rank_kwargs or {}) - {"window"}:
         raise ValueError(f"rank options {sorted(set(rank_kwargs or {}) - {'window'})} apply to listwise models only")
+    if options.get("listwise") is False and _listwise_here(model_name_or_path, kwargs):
+        raise ValueError(
+            f"{model_name_or_path} is a listwise model: listwise=False would cut and merge its lists across actor "
+            "calls. Leave listwise out (it is detected) or pass listwise=True."
+        )
     concurrency = options.get("concurrency", 1)
     size = (concurrency, concurrency) if isinstance(concurrency, int) else concurrency
-    batch_size = options.get("batch_size", 32)
+    batch_size = options.get("batch_size")
     actor: dict[str, Any] = {
         "fn_constructor_args": (model_name_or_path, kwargs, batch_size, dict(rank_kwargs or {})),
         "compute": ray.data.ActorPoolStrategy(min_size=size[0], max_size=size[1]),
@@ -162,8 +185,8 @@ def rerank_dataset(
     if options.get("num_cpus") is not None:
         actor["num_cpus"] = options["num_cpus"]
     if listwise:
-        return ds.groupby("qid", num_partitions=num_partitions).map_groups(ListScorer, **actor)
-    return ds.map_batches(PairScorer, batch_size=batch_size, **actor)
+        return ds.groupby("qid", num_partitions=num_partitions).map_groups(RequestScorer, **actor)
+    return ds.map_batches(RequestScorer, batch_size=batch_size or ROWS_PER_CALL, **actor)
 
 
 def check_actor_options(options: Mapping[str, Any]) -> None:
@@ -177,18 +200,23 @@ def check_actor_options(options: Mapping[str, Any]) -> None:
 
 
 def rerank_jobs(
-    jobs: Iterable[Job],
     model_name_or_path: str,
+    jobs: Iterable[Job],
     *,
     rank_kwargs: Mapping[str, Any] | None = None,
     **options: Unpack[ActorOptions],
-) -> Iterator[tuple[str, Ranking]]:
-    """The Ray counterpart of :func:`rerank_plugins.trec.rerank_jobs`: yields ``(qid, ranking)`` per finished query.
+) -> Iterator[tuple[str, RunRanking]]:
+    """The Ray counterpart of :func:`rerank_plugins.trec.rerank_jobs` (the model, then the jobs, as there): yields
+    ``(qid, ranking)`` per finished query.
 
     ``rank_kwargs`` and ``options`` are those of :func:`rerank_dataset`. Rows stream back from the actors in any
     order; a query is yielded once all its rows have come back, ordered exactly as the local path orders it, so
-    that ``rerank-run --engine ray`` can save and resume query by query.
+    that ``rerank-run --engine ray`` can save and resume query by query. (The old order, jobs first, still works
+    with a DeprecationWarning.)
     """
+    if isinstance(jobs, str) and not isinstance(model_name_or_path, str):
+        warnings.warn("rerank_jobs(jobs, model) is deprecated: pass the model first", DeprecationWarning, stacklevel=2)
+        model_name_or_path, jobs = jobs, model_name_or_path
     check_actor_options(options)  # before any row is built
     ray = import_ray()
     by_qid = {job.qid: job for job in jobs}

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 Aggregate = Literal["max", "first", "mean"]
 
@@ -109,7 +110,9 @@ def first_tokens(tokenizer: Any, text: str, limit: int) -> str:
 def _token_spans(tokenizer: Any, text: str) -> list[tuple[int, int]]:
     """Character span of every token; whitespace-separated words if the tokenizer gives no offsets."""
     try:
-        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
+            "offset_mapping"
+        ]
         return [(int(a), int(b)) for a, b in offsets if b > a]
     except (NotImplementedError, TypeError, ValueError, KeyError):
         spans, position = [], 0
@@ -122,6 +125,8 @@ def _token_spans(tokenizer: Any, text: str) -> list[tuple[int, int]]:
 
 def aggregate(scores: torch.Tensor, owners: list[int], count: int, how: Aggregate) -> torch.Tensor:
     """One score per document from its windows' scores (``owners[i]`` = the document of window ``i``)."""
+    import torch
+
     index = torch.tensor(owners, device=scores.device)
     if how == "max":
         out = torch.full((count,), float("-inf"), dtype=scores.dtype, device=scores.device)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from rerank_plugins.registry import RegistryEntry
-from rerank_plugins.testing import FAMILY_BUILDERS
+from rerank_plugins.testing import tiny_models
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
 DATA = ROOT / "tests" / "data"  # the TREC DL19 sample (see tests/data/README.md)
@@ -42,17 +42,10 @@ DOCUMENTS = [
     "Berlin had a population of 3,520,031 in 2019 and is known for its museums.",
 ]
 
-# kind -> the family= that loads it (None: detected from the checkpoint itself)
+# kind -> the family= that loads it (None: detected from the checkpoint itself), from the families' own tiny models
 KIND_FAMILY: dict[str, str | None] = {
-    "monot5": None,
-    "sequence-classification": None,
-    "sequence-classification-2": "sequence-classification",
-    "deberta": "sequence-classification",
-    "query-likelihood": "query-likelihood",
-    "llama": "query-likelihood",
-    "listconranker": None,
+    kind: None if model.detected else spec.name for kind, (spec, model) in tiny_models().items()
 }
-assert set(KIND_FAMILY) == set(FAMILY_BUILDERS)
 
 
 def tiny_kind(hub_id: str, entry: RegistryEntry) -> str:

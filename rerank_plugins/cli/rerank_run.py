@@ -108,10 +108,10 @@ def _ray_results(args: argparse.Namespace, jobs: list[Any], rank_kwargs: dict[st
     ray.data.DataContext.get_current().enable_progress_bars = False  # one bar: ours, per query
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray_engine.rerank_jobs(
-        jobs,
         args.model,
+        jobs,
         model_kwargs=model_kwargs,
-        batch_size=args.batch_size or 32,  # rows per actor call, and per forward
+        batch_size=args.batch_size,  # None: the model's own batching policy
         concurrency=args.concurrency,
         num_gpus=args.num_gpus,
         listwise=listwise,
@@ -154,7 +154,7 @@ def _write_results(args: argparse.Namespace, writer: Any, jobs: list[Any], todo:
 
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="query", desc="rerank-run", disable=args.quiet)
     held = _HeldWarnings()
-    model_logger = logging.getLogger("rerank_plugins.cross_encoder")
+    model_logger = logging.getLogger("rerank_plugins.core.ranking")
     model_logger.addFilter(held)
     try:
         for qid, ranking in results:

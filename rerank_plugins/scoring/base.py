@@ -1,10 +1,18 @@
 """What every scoring module shares: loading a Hugging Face checkpoint, saving it back, its length limit.
 
-A scoring module is a sentence-transformers ``InputModule``: ``preprocess(pairs)`` turns (query, document)
-pairs into tensors, ``forward(features)`` writes ``features["scores"]`` of shape ``(batch, 1)``: the raw
-score, before the activation that ``CrossEncoder.predict`` applies. One file per family subclasses this and
-ends with its ``FAMILY = FamilySpec(...)``. Modules hold no per-call state: what a call cut is reported to that
-call (``scoring.truncation``), so one module serves many threads at once.
+A scoring module is a sentence-transformers ``InputModule`` in two steps, so that the request core can count
+real tokens before it batches (``rerank_plugins.core``):
+
+- ``encode(rows, prompt)`` tokenizes each row as the authors do, unpadded, and reports what it cut: one
+  :class:`Encoded` per row (its token count and what ``collate`` needs). A row is a ``(query, document)``
+  pair, or for a listwise family a whole :class:`ListRow`.
+- ``collate(encoded)`` pads a batch of encoded rows into tensors; ``forward(features)`` writes
+  ``features["scores"]``, the raw score of each row (of each document, for a list), before the activation.
+
+``preprocess(pairs)``, sentence-transformers' own entry (its trainer and evaluators call it), is the two in a
+row. One file per family subclasses this and ends with its ``FAMILY = FamilySpec(...)``. Modules hold no
+per-call state: what a call cut is reported to that call (``scoring.truncation``), so one module serves many
+threads at once.
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, ClassVar, TypeGuard
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple, TypeGuard
 
 import torch
 from sentence_transformers.base.modules import InputModule
@@ -21,11 +30,31 @@ from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrained
 
 from rerank_plugins.hub import HUB_OPTION_NAMES, HubOptions
 from rerank_plugins.resolution import FamilyMismatchError
-from rerank_plugins.scoring.truncation import report_truncated, truncated_rows
+from rerank_plugins.scoring.truncation import cut_rows, report_truncated, truncated_rows
 
 logger = logging.getLogger(__name__)
 
 Pair = Sequence[str]
+
+
+class ListRow(NamedTuple):
+    """A listwise family's row: one query and its whole candidate list, scored together."""
+
+    query: str
+    documents: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One row tokenized as its family reads it.
+
+    ``tokens`` is what one forward reads of it (template and special tokens included; for a list, all its texts):
+    the request core batches by it and reports it as usage. ``data`` is the family's own (token ids, positions).
+    """
+
+    tokens: int
+    data: Any
+
 
 OFFSET_POSITIONS = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer": 2, "bart": 2, "mbart": 2}
 """Model types whose position table starts after ``padding_idx + 1`` rows (fewer usable positions)."""
@@ -72,7 +101,7 @@ class ScoringModule(InputModule):
     """Base of the family modules: a Hugging Face model, its tokenizer, a maximum length, and options.
 
     Subclasses set ``auto_class`` (which ``AutoModel`` class loads the checkpoint), ``config_keys`` (their
-    options, saved with the model), and implement ``preprocess`` and ``forward``.
+    options, saved with the model), and implement ``encode``, ``collate`` and ``forward``.
     """
 
     config_file_name: str = "rerank_plugins_config.json"  # never config.json: that is the HF config
@@ -113,7 +142,7 @@ class ScoringModule(InputModule):
     # -- loading -------------------------------------------------------------------------------------------
     def load_backbone(self, model_name_or_path: str, kwargs: dict[str, Any]) -> PreTrainedModel:
         """Load with ``auto_class``; a checkpoint of another architecture, or missing any weight, is a
-        :class:`~rerank_plugins.families.FamilyMismatchError` naming both, never a random init."""
+        :class:`~rerank_plugins.resolution.FamilyMismatchError` naming both, never a random init."""
         try:
             model, info = self.auto_class.from_pretrained(model_name_or_path, output_loading_info=True, **kwargs)
         except ValueError as error:
@@ -180,6 +209,29 @@ class ScoringModule(InputModule):
     def get_config_dict(self) -> dict[str, Any]:
         return {"max_length": self.max_length, **{key: getattr(self, key) for key in self.config_keys}}
 
+    # -- the two steps of preprocessing -------------------------------------------------------------------
+    def encode(self, rows: Sequence[Any], prompt: str | None = None) -> list[Encoded]:
+        """Tokenize each row (a pair, or a :class:`ListRow` for a listwise family) unpadded; report what was cut."""
+        raise NotImplementedError
+
+    def collate(self, rows: Sequence[Encoded]) -> dict[str, Any]:
+        """Pad encoded rows into the tensors ``forward`` reads."""
+        raise NotImplementedError
+
+    def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        """sentence-transformers' entry: ``collate(encode(inputs))``; single texts (a dataset column) alone."""
+        if single_texts(inputs):  # the model card's token statistics, before training starts
+            return self.preprocess_texts(inputs)
+        return self.collate(self.encode(inputs, prompt))
+
+    def refuse_prompt(self, prompt: str | None) -> None:
+        """A family whose authors use no prompt: a prompt is an error, never silently ignored."""
+        if prompt is not None:
+            raise ValueError(
+                f"The {self.family} family has no prompt: its authors' input is fixed (see its model page). "
+                "Leave out prompt= / prompt_name= (and default_prompt_name) for this model."
+            )
+
     # -- shared helpers ------------------------------------------------------------------------------------
     @property
     def max_seq_length(self) -> int:
@@ -201,21 +253,62 @@ class ScoringModule(InputModule):
         )
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
+    def tokenize_texts(self, texts: list[str]) -> list[list[int]]:
+        """Each text's ids as the authors tokenize it (special tokens, cut to ``max_length``); report the cut."""
+        ids: list[list[int]] = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        full = [i for i, row in enumerate(ids) if len(row) >= self.max_length]  # only these can have been cut
+        if full:
+            report_truncated(len(cut_rows(self.tokenizer, [texts[i] for i in full], self.max_length)))
+        return ids
+
     def tokenize_truncating(self, texts: list[str] | list[tuple[str, str]], **kwargs: Any) -> dict[str, Any]:
-        """Tokenize as the authors do (pad to the longest, cut to ``max_length``); report what was cut."""
+        """Tokenize and pad a whole batch as the authors do (cut to ``max_length``); report what was cut.
+
+        For families of your own whose ``encode`` keeps the texts and whose ``collate`` tokenizes them at once.
+        """
         encoded = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt", **kwargs
         )
         report_truncated(len(truncated_rows(self.tokenizer, texts, encoded["attention_mask"], self.max_length)))
         return encoded
 
+    def pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input_ids, attention_mask)`` of ``rows`` padded to the longest, on the tokenizer's padding side."""
+        pad_id = self.tokenizer.pad_token_id
+        return pad_rows(rows, pad_id if pad_id is not None else 0, self.tokenizer.padding_side)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({json.dumps(self.get_config_dict())})"
+
+
+def encodes_rows(module: Any) -> bool:
+    """True when ``module`` tokenizes in the two steps the request core uses (``encode``, then ``collate``).
+
+    sentence-transformers' own ``Transformer`` and families of your own that define only ``preprocess`` do not:
+    the core then preprocesses their batches whole.
+    """
+    encode = getattr(type(module), "encode", None)
+    collate = getattr(type(module), "collate", None)
+    return callable(encode) and callable(collate) and encode is not ScoringModule.encode
 
 
 def single_texts(inputs: Sequence[Any]) -> TypeGuard[Sequence[str]]:
     """True when ``inputs`` are plain texts rather than (query, document) pairs."""
     return bool(inputs) and all(isinstance(item, str) for item in inputs)
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of token ids as ``(input_ids, attention_mask)``, padded to the longest with ``pad_id`` on ``side``."""
+    width = max((len(row) for row in rows), default=0)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if not row:
+            continue
+        start = width - len(row) if side == "left" else 0
+        input_ids[i, start : start + len(row)] = torch.as_tensor(row, dtype=torch.long)
+        attention_mask[i, start : start + len(row)] = 1
+    return input_ids, attention_mask
 
 
 def fp32_scores(scores: torch.Tensor) -> torch.Tensor:

@@ -28,11 +28,18 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModel
 
-from rerank_plugins.families import CheckpointInfo, FamilySpec
+from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
 from rerank_plugins.hub import HubOptions
 from rerank_plugins.resolution import FamilyMismatchError
-from rerank_plugins.scoring.base import Pair, ScoringModule, checkpoint_architecture, fp32_scores, single_texts
-from rerank_plugins.scoring.batching import length_chunks
+from rerank_plugins.scoring.base import (
+    Encoded,
+    ListRow,
+    ScoringModule,
+    checkpoint_architecture,
+    fp32_scores,
+    single_texts,
+)
+from rerank_plugins.scoring.padding import length_chunks
 
 LINEAR_IN_FILE = "linear_in_embedding"
 LIST_TRANSFORMER_FILE = "list_transformer"
@@ -126,13 +133,14 @@ class ListConRankerScore(ScoringModule):
     Args:
         model_name_or_path: a directory or hub id in the ListConRanker layout.
         max_length: tokens kept per text (each text is tokenized alone, as the authors do).
-        encode_batch_size: texts per BERT forward when ``forward`` is not given ``batch_size`` (``predict`` passes
-            its own); memory is bounded by this, not by the list length.
+        encode_batch_size: texts per BERT forward when ``forward`` is not given ``chunk_rows`` (the request core
+            passes its own); memory is bounded by this, not by the list length.
     """
 
     family: ClassVar[str] = "listconranker"
     auto_class: ClassVar[Any] = AutoModel
     config_keys: list[str] = ["encode_batch_size"]
+    forward_kwargs: set[str] = {"chunk_rows", "chunk_tokens"}  # how the request core bounds one encoder forward
 
     def __init__(self, model_name_or_path: str, *, encode_batch_size: int = 32, **kwargs: Any) -> None:
         super().__init__(model_name_or_path, **kwargs)
@@ -176,35 +184,63 @@ class ListConRankerScore(ScoringModule):
             else:
                 torch.save(state, os.path.join(output_path, f"{name}.pt"))
 
-    def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        """Texts of the batch, each alone: the distinct queries first, then the documents."""
-        if single_texts(inputs):  # a dataset column, for the model card's statistics
-            return self.preprocess_texts(inputs)
-        queries = list(dict.fromkeys(query for query, _ in inputs))
-        slot = {query: i for i, query in enumerate(queries)}
-        texts = queries + [document for _, document in inputs]
+    def encode(self, rows: Sequence[ListRow], prompt: str | None = None) -> list[Encoded]:  # type: ignore[override]
+        """Each list's texts (its query, then its documents), each tokenized alone as the authors do."""
+        self.refuse_prompt(prompt)
+        texts = [text for row in rows for text in (row.query, *row.documents)]
         # In slices: the tokenizer's per-text state (tokens, offsets, overflow) for a 1,000-passage list would
-        # otherwise be alive all at once; only the id tensors are kept, padded to the longest slice afterwards.
-        parts = [self.tokenize_truncating(texts[i : i + TOKENIZE_SLICE]) for i in range(0, len(texts), TOKENIZE_SLICE)]
-        width = max(part["input_ids"].shape[1] for part in parts)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        # otherwise be alive all at once; only the ids are kept.
+        ids = [
+            row
+            for i in range(0, len(texts), TOKENIZE_SLICE)
+            for row in self.tokenize_texts(texts[i : i + TOKENIZE_SLICE])
+        ]
+        encoded, start = [], 0
+        for row in rows:
+            texts_ids = ids[start : start + 1 + len(row.documents)]
+            start += len(texts_ids)
+            encoded.append(Encoded(sum(len(text) for text in texts_ids), texts_ids))
+        return encoded
 
-        def widen(tensor: torch.Tensor, value: int) -> torch.Tensor:
-            missing = width - tensor.shape[1]
-            return F.pad(tensor, (missing, 0) if self.tokenizer.padding_side == "left" else (0, missing), value=value)
-
+    def collate(self, rows: Sequence[Encoded]) -> dict[str, Any]:
+        """Every text of the lists padded together: the lists' queries first, then their documents, with
+        ``list_ids`` naming each document's list."""
+        queries = [row.data[0] for row in rows]
+        documents = [text for row in rows for text in row.data[1:]]
+        input_ids, attention_mask = self.pad(queries + documents)
+        list_ids = [index for index, row in enumerate(rows) for _ in row.data[1:]]
         return {
-            "input_ids": torch.cat([widen(part["input_ids"], pad_id) for part in parts]),
-            "attention_mask": torch.cat([widen(part["attention_mask"], 0) for part in parts]),
-            "list_ids": torch.tensor([slot[query] for query, _ in inputs], dtype=torch.long),
-            "num_queries": len(queries),
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "list_ids": torch.tensor(list_ids, dtype=torch.long),
+            "num_queries": len(rows),
         }
 
-    def encode(
+    def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """sentence-transformers' entry, which knows only pairs: the pairs that share a query are one list.
+
+        The request core never comes here: it scores :class:`ListRow` s, one per request, through ``encode``.
+        """
+        if single_texts(inputs):
+            return self.preprocess_texts(inputs)
+        lists: dict[str, list[str]] = {}
+        places = []  # each pair's position among the collated documents, which come list by list
+        for query, document in inputs:
+            members = lists.setdefault(query, [])
+            places.append((query, len(members)))
+            members.append(document)
+        starts, start = {}, 0
+        for query, members in lists.items():
+            starts[query], start = start, start + len(members)
+        features = self.collate(self.encode([ListRow(query, documents) for query, documents in lists.items()], prompt))
+        features["pair_order"] = torch.tensor([starts[query] + slot for query, slot in places], dtype=torch.long)
+        return features
+
+    def encode_texts(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk_size: int, chunk_tokens: int | None = None
     ) -> torch.Tensor:
         """``linear_in_embedding(mean_pool(BERT(text)))`` per row, in length-sorted chunks of at most ``chunk_size``
-        rows, each trimmed to its longest row (``batching.length_chunks``: fewer pad tokens than fixed chunks)."""
+        rows, each trimmed to its longest row (``padding.length_chunks``: fewer pad tokens than fixed chunks)."""
         features: torch.Tensor | None = None
         for rows, width in length_chunks(attention_mask, max_rows=chunk_size, max_tokens=chunk_tokens):
             ids, mask = input_ids[rows, :width], attention_mask[rows, :width]
@@ -219,11 +255,12 @@ class ListConRankerScore(ScoringModule):
         return features
 
     def forward(
-        self, features: dict[str, Any], batch_size: int | None = None, batch_tokens: int | None = None, **kwargs: Any
+        self, features: dict[str, Any], chunk_rows: int | None = None, chunk_tokens: int | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        """Scores of whole lists; ``batch_size`` / ``batch_tokens`` (``predict``'s) bound one encoder forward only."""
-        chunk = batch_size or self.encode_batch_size
-        encoded = self.encode(features["input_ids"], features["attention_mask"], chunk, batch_tokens)
+        """Scores of whole lists; ``chunk_rows`` texts (or ``chunk_tokens`` padded tokens) per encoder forward."""
+        encoded = self.encode_texts(
+            features["input_ids"], features["attention_mask"], chunk_rows or self.encode_batch_size, chunk_tokens
+        )
         num_queries, list_ids = features["num_queries"], features["list_ids"]
         query_rows, document_rows = encoded[:num_queries], encoded[num_queries:]
         scores = torch.empty(len(list_ids), dtype=torch.float32, device=encoded.device)
@@ -231,6 +268,8 @@ class ListConRankerScore(ScoringModule):
             members = (list_ids == slot).nonzero().flatten()
             rows = torch.cat([query_rows[slot : slot + 1], document_rows[members]])
             scores[members] = self.list_transformer(rows).float()
+        if "pair_order" in features:  # preprocess's pairs, back in the order they were given
+            scores = scores[features["pair_order"].to(scores.device)]
         features["scores"] = fp32_scores(scores)
         return features
 
@@ -309,4 +348,22 @@ FAMILY = FamilySpec(
     activation="sigmoid",  # the authors' score is sigmoid of the ListTransformer's logit
     listwise=True,
     recognize=is_listconranker_checkpoint,
+    modes={"iterative": iterative_scores},  # rank(..., iterative=True): the authors' iterative inference
+    tiny_models=(
+        TinyModel(
+            "listconranker",
+            "BertModel + linear_in_embedding.pt + list_transformer.pt (ListConRanker layout)",
+            "rerank_plugins.testing.builders:bert_listconranker",
+            {
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "intermediate_size": 64,
+                "list_dim": 48,
+                "list_layers": 2,
+                "list_heads": 4,
+                "list_feedforward": 64,
+            },
+        ),
+    ),
 )

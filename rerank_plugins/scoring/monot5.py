@@ -3,21 +3,22 @@
 The authors run ``T5ForConditionalGeneration`` for one greedy step and softmax the full 32k-wide logits over
 the two pieces ``▁false`` / ``▁true``. Only those two rows of the LM head matter, so this module runs the
 encoder, one decoder step, and a ``(hidden, 2)`` product: the same numbers without the vocabulary-wide matmul.
-For speed, a batch runs in chunks of similar length (no work on pad tokens, ``batching.length_chunks``) and the
+For speed, a batch runs in chunks of similar length (no work on pad tokens, ``padding.length_chunks``) and the
 decoder step of T5 / mT5 folds its cross-attention projections into the single query (``first_decoder_step``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from transformers import AutoModelForSeq2SeqLM
 
-from rerank_plugins.families import CheckpointInfo, FamilySpec
-from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores, single_texts
-from rerank_plugins.scoring.batching import PACKED_CHUNK_OVERHEAD, length_chunks, pack_rows
+from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
+from rerank_plugins.scoring.base import Encoded, Pair, ScoringModule, fp32_scores
+from rerank_plugins.scoring.padding import PACKED_CHUNK_OVERHEAD, length_chunks, pack_rows
 
 MONOT5_TEMPLATE = "Query: {query} Document: {document} Relevant:"
 
@@ -62,12 +63,15 @@ class MonoT5Score(ScoringModule):
             persistent=False,
         )
 
-    def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        if single_texts(inputs):  # a dataset column, for the model card's statistics
-            return self.preprocess_texts(inputs)
-        texts = [self.template.format(query=query, document=document) for query, document in inputs]
-        encoded = self.tokenize_truncating(texts)  # T5 appends </s>; longest_first cuts the end of the text
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+    def encode(self, rows: Sequence[Pair], prompt: str | None = None) -> list[Encoded]:
+        """The template filled in and tokenized (T5 appends ``</s>``; ``longest_first`` cuts the end of the text)."""
+        self.refuse_prompt(prompt)
+        texts = [self.template.format(query=query, document=document) for query, document in rows]
+        return [Encoded(len(ids), ids) for ids in self.tokenize_texts(texts)]
+
+    def collate(self, rows: Sequence[Encoded]) -> dict[str, Any]:
+        input_ids, attention_mask = self.pad([row.data for row in rows])
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         input_ids, attention_mask = features["input_ids"], features["attention_mask"]
@@ -178,4 +182,12 @@ FAMILY = FamilySpec(
     activation="sigmoid",  # sigmoid(logit(true) - logit(false)) = softmax over [false, true], InRanker's P(true)
     recognize=is_monot5_checkpoint,
     int8_targets=monot5_int8_targets,
+    tiny_models=(
+        TinyModel(
+            "monot5",
+            "T5ForConditionalGeneration with the pieces ▁true/▁false",
+            "rerank_plugins.testing.builders:t5_monot5",
+            {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4},
+        ),
+    ),
 )

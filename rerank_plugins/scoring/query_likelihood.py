@@ -10,15 +10,16 @@ only at the positions that predict a query token, and over the vocabulary in blo
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch.nn import functional as F
 from transformers import AutoModelForCausalLM
 
-from rerank_plugins.families import CheckpointInfo, FamilySpec
-from rerank_plugins.scoring.base import Pair, ScoringModule, fp32_scores, single_texts
-from rerank_plugins.scoring.batching import length_chunks
+from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
+from rerank_plugins.scoring.base import Encoded, Pair, ScoringModule, fp32_scores
+from rerank_plugins.scoring.padding import length_chunks
 from rerank_plugins.scoring.truncation import report_truncated
 
 logger = logging.getLogger(__name__)
@@ -70,13 +71,12 @@ class QueryLikelihoodScore(ScoringModule):
         candidates += [tokenizer.eos_token_id, 0]
         return next(int(c) for c in candidates if c is not None)
 
-    def _cut_document(self, query: str, document: str) -> tuple[str, bool]:
-        """eval.py's truncation: keep the document's first ``budget`` tokens (decoded back to text); cut or not.
+    def _document_budget(self, query: str, query_length: int) -> int:
+        """eval.py's room for the document: ``max_length - template - query - 10`` tokens.
 
         A query that leaves no room for the document is an error: the authors' budget would cut every document to
         nothing and tie all scores (and a huge query would allocate without bound).
         """
-        query_length = len(self.tokenizer.encode(query))
         budget = self.max_length - self.template_length - query_length - 10
         if budget <= 0:
             raise ValueError(
@@ -84,36 +84,45 @@ class QueryLikelihoodScore(ScoringModule):
                 f"max_length={self.max_length} (the authors' budget: max_length - {self.template_length} template "
                 "tokens - query tokens - 10). Pass a larger max_length or a shorter query."
             )
-        ids = self.tokenizer.encode(document, add_special_tokens=False)
-        if len(ids) <= budget:
-            return document, False
-        return str(self.tokenizer.decode(ids[:budget])), True
+        return budget
 
-    def preprocess(self, inputs: list[Pair], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        if single_texts(inputs):  # a dataset column, for the model card's statistics
-            return self.preprocess_texts(inputs)
-        rows, targets, cut = [], [], 0
-        for query, document in inputs:
-            document, was_cut = self._cut_document(query, document)
-            cut += was_cut
+    def encode(self, rows: Sequence[Pair], prompt: str | None = None) -> list[Encoded]:
+        """Per pair: the ids of ``template(doc=cut document) + query[:-1]``, and where each query token is read.
+
+        eval.py's truncation keeps the document's first ``budget`` tokens, decoded back to text. The query and the
+        context are tokenized without special tokens, as the card's ``context``/``cont``.
+        """
+        self.refuse_prompt(prompt)
+        queries: dict[str, tuple[list[int], int]] = {}  # query -> (its ids, the document budget)
+        encoded, cut = [], 0
+        for query, document in rows:
+            if query not in queries:
+                budget = self._document_budget(query, len(self.tokenizer.encode(query)))
+                queries[query] = (self.tokenizer.encode(query, add_special_tokens=False), budget)
+                if not queries[query][0]:
+                    logger.warning("An empty query has no token to score: its score is 0.0 for every document.")
+            query_ids, budget = queries[query]
+            document_ids = self.tokenizer.encode(document, add_special_tokens=False)
+            if len(document_ids) > budget:
+                document, cut = str(self.tokenizer.decode(document_ids[:budget])), cut + 1
             context = self.tokenizer.encode(self.template.format(doc=document), add_special_tokens=False)
-            query_ids = self.tokenizer.encode(query, add_special_tokens=False)
-            if not query_ids:
-                logger.warning("An empty query has no token to score: its score is 0.0 for every document.")
-            rows.append(context + query_ids[:-1])
-            targets.append((len(context) - 1, query_ids))  # the logit at position p predicts token p + 1
+            row = context + query_ids[:-1]
+            # The logit at position p predicts token p + 1: the query's tokens are read from len(context) - 1 on.
+            encoded.append(Encoded(len(row), (row, len(context) - 1, query_ids)))
         report_truncated(cut)
+        return encoded
 
-        batch, width = len(rows), max(len(row) for row in rows)
-        query_width = max(1, max(len(ids) for _, ids in targets))
+    def collate(self, rows: Sequence[Encoded]) -> dict[str, Any]:
+        batch, width = len(rows), max(len(row.data[0]) for row in rows)
+        query_width = max(1, max(len(row.data[2]) for row in rows))
         input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((batch, width), dtype=torch.long)
         positions = torch.zeros((batch, query_width), dtype=torch.long)
         target_ids = torch.zeros((batch, query_width), dtype=torch.long)
         target_mask = torch.zeros((batch, query_width), dtype=torch.bool)
-        for i, (row, (first, query_ids)) in enumerate(zip(rows, targets, strict=True)):
-            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-            attention_mask[i, : len(row)] = 1
+        for i, (ids, first, query_ids) in enumerate(row.data for row in rows):
+            input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[i, : len(ids)] = 1
             n = len(query_ids)
             positions[i, :n] = torch.arange(first, first + n)
             target_ids[i, :n] = torch.tensor(query_ids, dtype=torch.long)
@@ -183,4 +192,26 @@ FAMILY = FamilySpec(
     module=QueryLikelihoodScore,
     activation="identity",  # the mean log-probability itself is the score (at most 0)
     recognize=is_causal_lm_checkpoint,
+    tiny_models=(
+        TinyModel(
+            "query-likelihood",
+            "BloomForCausalLM (RankingGPT-bloom-like)",
+            "rerank_plugins.testing.builders:bloom_causal_lm",
+            {"hidden_size": 32, "n_layer": 2, "n_head": 4},
+            detected=False,
+        ),
+        TinyModel(
+            "llama",
+            "LlamaForCausalLM without a pad token (RankingGPT-llama2-like)",
+            "rerank_plugins.testing.builders:llama_causal_lm",
+            {
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+            },
+            detected=False,
+        ),
+    ),
 )

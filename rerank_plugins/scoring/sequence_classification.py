@@ -11,15 +11,16 @@ as xpmir does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from sentence_transformers.base.modules import Dense, Transformer
 from torch import nn
 
-from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest
-from rerank_plugins.scoring.base import position_limit
-from rerank_plugins.scoring.truncation import report_truncated, truncated_rows, untruncated
+from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest, TinyModel
+from rerank_plugins.scoring.base import Encoded, Pair, pad_rows, position_limit
+from rerank_plugins.scoring.truncation import cut_rows, report_truncated, untruncated
 from rerank_plugins.windows import first_tokens
 
 logger = logging.getLogger(__name__)
@@ -55,22 +56,58 @@ class PairClassifier(Transformer):
     half of ``max_length``, as xpmir's tokenizer does.
     """
 
-    def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+    def encode(self, rows: Sequence[Pair], prompt: str | None = None) -> list[Encoded]:
+        """Each pair tokenized as sentence-transformers does (a prompt goes before the query), unpadded.
+
+        With ``truncation="only_second"`` the query first keeps at most half of ``max_length`` tokens (xpmir).
+        """
         max_length = self.max_seq_length
-        if prompt is not None or not max_length or not inputs or not isinstance(inputs[0], (list, tuple)):
-            return super().preprocess(inputs, prompt=prompt, **kwargs)
+        tokenizer = self.tokenizer
+        assert tokenizer is not None  # a text model always has one
+        truncation = self.processing_kwargs.get("text", {}).get("truncation") or "longest_first"
+        pairs = [(prompt + query if prompt else query, document) for query, document in rows]
         cut: set[int] = set()
-        if self.processing_kwargs.get("text", {}).get("truncation") == "only_second":
-            tokenizer = untruncated(self.tokenizer)
-            capped = [(first_tokens(tokenizer, query, max_length // 2), document) for query, document in inputs]
-            cut = {i for i, (pair, new) in enumerate(zip(inputs, capped, strict=True)) if pair[0] != new[0]}
-            inputs = capped
-        features = super().preprocess(inputs, prompt=prompt, **kwargs)
-        if "attention_mask" in features:
-            pairs = [tuple(pair) for pair in inputs]
-            cut.update(truncated_rows(self.tokenizer, pairs, features["attention_mask"], max_length))
+        if truncation == "only_second" and max_length:
+            whole = untruncated(tokenizer)
+            capped = [(first_tokens(whole, query, max_length // 2), document) for query, document in pairs]
+            cut = {i for i, (pair, new) in enumerate(zip(pairs, capped, strict=True)) if pair[0] != new[0]}
+            pairs = capped
+        encoded = tokenizer(
+            [query for query, _ in pairs],
+            [document for _, document in pairs],
+            truncation=truncation if max_length else False,
+            max_length=max_length,
+        )
+        rows_ids = encoded["input_ids"]
+        if max_length:
+            full = [i for i, ids in enumerate(rows_ids) if len(ids) >= max_length and i not in cut]
+            cut.update(full[j] for j in cut_rows(tokenizer, [pairs[i] for i in full], max_length))
         report_truncated(len(cut))
+        types = encoded.get("token_type_ids")
+        return [
+            Encoded(len(ids), {"input_ids": ids} if types is None else {"input_ids": ids, "token_type_ids": types[i]})
+            for i, ids in enumerate(rows_ids)
+        ]
+
+    def collate(self, rows: Sequence[Encoded]) -> dict[str, Any]:
+        """Padded as sentence-transformers' own ``preprocess`` pads (the tokenizer's side and pad ids)."""
+        tokenizer = self.tokenizer
+        assert tokenizer is not None
+        side = tokenizer.padding_side
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        input_ids, attention_mask = pad_rows([row.data["input_ids"] for row in rows], pad_id, side)
+        features: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in rows[0].data:
+            type_pad = getattr(tokenizer, "pad_token_type_id", 0)
+            features["token_type_ids"] = pad_rows([row.data["token_type_ids"] for row in rows], type_pad, side)[0]
+        features["modality"] = "text"
         return features
+
+    def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        """Pairs through :meth:`encode` and :meth:`collate`; anything else (single texts) as sentence-transformers."""
+        if not inputs or not isinstance(inputs[0], (list, tuple)):
+            return super().preprocess(inputs, prompt=prompt, **kwargs)
+        return self.collate(self.encode(inputs, prompt))
 
 
 def build_sequence_classifier(request: LoadRequest) -> list[nn.Module]:
@@ -115,6 +152,9 @@ def sequence_classification_int8_targets(model: Any) -> list[nn.Module]:
     return [model[0].model.base_model]
 
 
+BERT_SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+"""The tiny BERT of the tests."""
+
 FAMILY = FamilySpec(
     "sequence-classification",
     build=build_sequence_classifier,
@@ -122,6 +162,30 @@ FAMILY = FamilySpec(
     recognize=has_classification_head,
     int8_targets=sequence_classification_int8_targets,
     module_classes=(PairClassifier, LabelMargin),
+    tiny_models=(
+        TinyModel(
+            "sequence-classification",
+            "BertForSequenceClassification, 1 label (R*-like)",
+            "rerank_plugins.testing.builders:bert_classifier",
+            BERT_SIZES,
+        ),
+        TinyModel(
+            "sequence-classification-2",
+            "BertForSequenceClassification, 2 labels",
+            "rerank_plugins.testing.builders:bert_classifier",
+            BERT_SIZES,
+            detected=False,
+            options={"num_labels": 2},
+        ),
+        TinyModel(
+            "deberta",
+            "DebertaV2ForSequenceClassification, 1 label (DistillRankNET-like)",
+            "rerank_plugins.testing.builders:deberta_classifier",
+            {**BERT_SIZES, "position_buckets": 16},
+            detected=False,
+        ),
+    ),
 )
+
 
 __all__ = ["FAMILY", "LabelMargin", "PairClassifier", "build_sequence_classifier"]

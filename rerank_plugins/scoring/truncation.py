@@ -60,6 +60,19 @@ def untruncated(tokenizer: Any) -> Any:
         return twin
 
 
+def cut_rows(tokenizer: Any, texts: Sequence[str] | Sequence[tuple[str, str]], limit: int) -> list[int]:
+    """The indices of ``texts`` (single texts or pairs) longer than ``limit`` tokens without truncation."""
+    if not texts:
+        return []
+    twin = untruncated(tokenizer)
+    if all(isinstance(text, str) for text in texts):
+        ids = twin(list(texts), truncation=False, verbose=False)["input_ids"]
+    else:
+        pairs: Sequence[tuple[str, str]] = texts  # type: ignore[assignment]
+        ids = twin([str(a) for a, _ in pairs], [str(b) for _, b in pairs], truncation=False, verbose=False)["input_ids"]
+    return [row for row, row_ids in enumerate(ids) if len(row_ids) > limit]
+
+
 def truncated_rows(
     tokenizer: Any,
     texts: Sequence[str] | Sequence[tuple[str, str]],
@@ -72,12 +85,5 @@ def truncated_rows(
     tokenized again, without truncation, to tell "cut" from "exactly the limit": free for short inputs.
     """
     full_rows = (attention_mask.sum(dim=1) >= limit).nonzero().flatten().tolist()
-    if not full_rows:
-        return []
-    again = [texts[i] for i in full_rows]
-    twin = untruncated(tokenizer)
-    if isinstance(again[0], str):
-        ids = twin(again, truncation=False, verbose=False)["input_ids"]
-    else:
-        ids = twin([str(a) for a, _ in again], [str(b) for _, b in again], truncation=False, verbose=False)["input_ids"]
-    return [row for row, row_ids in zip(full_rows, ids, strict=True) if len(row_ids) > limit]
+    again: Any = [texts[i] for i in full_rows]
+    return [full_rows[i] for i in cut_rows(tokenizer, again, limit)]

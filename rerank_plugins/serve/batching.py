@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ class EngineStopped(Exception):
 class BatchingOptions:
     """How an engine batches and bounds its work."""
 
-    batch_size: int = 32
-    """``batch_size`` of each ``predict`` call (pairs per forward pass)."""
+    batch_size: int | None = None
+    """Pairs per forward pass; None: the model's own batching policy (32 on a CPU, a token budget on an
+    accelerator: ``rerank_plugins.core.batching``)."""
     max_batch_pairs: int = 256
     """A batch closes once it holds this many pairs."""
     max_batch_tokens: int = 32768
@@ -55,6 +56,8 @@ class BatchingOptions:
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_batch_pairs", "max_batch_tokens", "max_queue_pairs"):
             value = getattr(self, name)
+            if name == "batch_size" and value is None:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if (
@@ -261,40 +264,19 @@ class Engine:
                 self._pending_pairs -= sum(len(job.documents) for job in batch)
 
     def _predict(self, jobs: list[_Job], raw: bool) -> None:
-        from rerank_plugins.windows import first_tokens
+        import torch
 
-        tokenizer = getattr(self.model, "tokenizer", None)
-        pairs: list[tuple[str, str]] = []
-        for job in jobs:
-            documents = job.documents
-            if job.max_tokens_per_doc is not None and tokenizer is not None:
-                limit = job.max_tokens_per_doc
-                documents = [d if len(d) <= limit else first_tokens(tokenizer, d, limit) for d in documents]
-            pairs.extend((job.query, document) for document in documents)
+        from rerank_plugins.core import Request, RequestOptions, RunOptions
+
+        options = RequestOptions(activation=torch.nn.Identity() if raw else None)
+        requests = [
+            Request(job.query, tuple(job.documents), replace(options, max_tokens_per_doc=job.max_tokens_per_doc))
+            for job in jobs
+        ]
         started = time.perf_counter()
-        options: dict[str, Any] = {"batch_size": self.options.batch_size, "show_progress_bar": False}
-        if raw:
-            import torch
-
-            options["activation_fn"] = torch.nn.Identity()
-        scores = [float(score) for score in self.model.predict(pairs, **options)]
+        rankings = self.model.rank_requests(requests, RunOptions(batch_size=self.options.batch_size))
         seconds = time.perf_counter() - started
         if self._on_batch is not None:
-            self._on_batch(self.name, len(pairs), len(jobs), seconds)
-        offset = 0
-        for job in jobs:
-            count = len(job.documents)
-            tokens = _count_tokens(tokenizer, job.query, job.documents) if job.count_tokens else None
-            job.future.set_result(Scores(scores[offset : offset + count], tokens))
-            offset += count
-
-
-def _count_tokens(tokenizer: Any, query: str, documents: list[str]) -> int | None:
-    """Tokens of the query once per document plus the documents' own, without special tokens or templates."""
-    if tokenizer is None:
-        return None
-    try:
-        ids = tokenizer([query, *documents], add_special_tokens=False)["input_ids"]
-    except Exception:  # a tokenizer that cannot count this way: no usage rather than no answer
-        return None
-    return len(ids[0]) * len(documents) + sum(len(row) for row in ids[1:])
+            self._on_batch(self.name, sum(len(job.documents) for job in jobs), len(jobs), seconds)
+        for job, ranking in zip(jobs, rankings, strict=True):
+            job.future.set_result(Scores(list(ranking.scores), ranking.tokens if job.count_tokens else None))

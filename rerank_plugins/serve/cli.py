@@ -57,7 +57,11 @@ def register(commands: Any) -> None:
         help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}, else no key)",
     )
     limits = serve.add_argument_group("batching and limits")
-    limits.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass (default: 32)")
+    limits.add_argument(
+        "--batch-size",
+        type=int,
+        help="pairs per forward pass (default: the model's own: 32 on a CPU, a token budget on a GPU)",
+    )
     limits.add_argument("--max-batch-pairs", type=int, default=256, help="pairs per batch across requests")
     limits.add_argument("--max-batch-tokens", type=int, default=32768, help="estimated tokens per batch")
     limits.add_argument(

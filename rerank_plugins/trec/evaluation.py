@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rerank_plugins.trec.formats import Qrels, Ranking
+from rerank_plugins.trec.formats import Qrels, RunRanking
 
 DEFAULT_METRICS = ("nDCG@10", "RR@10", "R@100")
 
@@ -22,7 +22,7 @@ def ir_measures_module() -> Any:
 
 def evaluate(
     qrels: Qrels,
-    run: Mapping[str, Ranking],
+    run: Mapping[str, RunRanking],
     metrics: Sequence[str] = DEFAULT_METRICS,
     *,
     run_queries_only: bool = False,

@@ -18,9 +18,11 @@ from typing import Any, BinaryIO
 
 logger = logging.getLogger(__name__)
 
-Ranking = list[tuple[str, float]]
-"""One query's documents as ``(docid, score)``, best first."""
-Run = dict[str, Ranking]
+RunRanking = list[tuple[str, float]]
+"""One query's documents in a run, as ``(docid, score)``, best first."""
+Ranking = RunRanking
+"""Deprecated name of :data:`RunRanking` (``rerank_plugins.core.Ranking`` is the request core's answer type)."""
+Run = dict[str, RunRanking]
 """qid -> ranking; the dict keeps the order in which queries first appear."""
 Qrels = dict[str, dict[str, int]]
 """qid -> docid -> relevance grade."""
@@ -58,7 +60,7 @@ def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
-def _read_text(path: str | os.PathLike[str]) -> str:
+def read_text(path: str | os.PathLike[str]) -> str:
     """A whole file as UTF-8 text; a byte that is not UTF-8 is an :class:`InputError` naming its line."""
     with _open_binary(path) as handle:
         data = handle.read()
@@ -69,7 +71,7 @@ def _read_text(path: str | os.PathLike[str]) -> str:
         raise _not_utf8(f"{path}:{line}", data, error.start) from None
 
 
-def _number(text: str, kind: type[int] | type[float], what: str, where: str) -> Any:
+def parse_number(text: str, kind: type[int] | type[float], what: str, where: str) -> Any:
     try:
         value = kind(text)
     except ValueError:
@@ -79,7 +81,7 @@ def _number(text: str, kind: type[int] | type[float], what: str, where: str) -> 
     return value
 
 
-def _columns(line: str, kind: str, where: str) -> list[str]:
+def split_columns(line: str, kind: str, where: str) -> list[str]:
     """The whitespace-separated fields of a ``kind`` line (see :data:`LAYOUTS`), which must be as many as it has."""
     parts, layout = line.split(), LAYOUTS[kind]
     if len(parts) != len(layout.split()):
@@ -107,9 +109,9 @@ def read_run(path: str | os.PathLike[str]) -> Run:
     first_seen: dict[tuple[str, str], int] = {}
     for number, line in _lines(path):
         where = f"{path}:{number}"
-        qid, _, docid, rank, score, _ = _columns(line, "run", where)
-        rank_value = _number(rank, int, "rank", where)
-        score_value = _number(score, float, "score", where)
+        qid, _, docid, rank, score, _ = split_columns(line, "run", where)
+        rank_value = parse_number(rank, int, "rank", where)
+        score_value = parse_number(score, float, "score", where)
         if (qid, docid) in first_seen:
             raise InputError(
                 f"{where}: docid {docid} is listed twice for query {qid} (first on line {first_seen[qid, docid]})"
@@ -124,8 +126,8 @@ def read_qrels(path: str | os.PathLike[str]) -> Qrels:
     qrels: Qrels = {}
     for number, line in _lines(path):
         where = f"{path}:{number}"
-        qid, _, docid, grade = _columns(line, "qrels", where)
-        relevance = _number(grade, int, "relevance", where)
+        qid, _, docid, grade = split_columns(line, "qrels", where)
+        relevance = parse_number(grade, int, "relevance", where)
         judged = qrels.setdefault(qid, {})
         if judged.get(docid, relevance) != relevance:
             raise InputError(f"{where}: docid {docid} of query {qid} is judged twice, {judged[docid]} and {relevance}")
@@ -222,7 +224,7 @@ def read_rank_llm_json(path: str | os.PathLike[str]) -> tuple[dict[str, str], Ru
     be read back.
     """
     try:
-        data = json.load(io.StringIO(_read_text(path)))
+        data = json.load(io.StringIO(read_text(path)))
     except json.JSONDecodeError as error:
         raise InputError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
     if not isinstance(data, list):
@@ -241,7 +243,7 @@ def read_rank_llm_json(path: str | os.PathLike[str]) -> tuple[dict[str, str], Ru
         if not entry["hits"]:
             logger.warning("%s: query %r has no hits; it is left out.", where, entry["query"][:60])
             continue
-        ranking: Ranking = []
+        ranking: RunRanking = []
         qid = None
         for position, hit in enumerate(entry["hits"]):
             here = f"{where}, hit {position}"

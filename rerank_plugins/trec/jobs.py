@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rerank_plugins.trec.formats import InputError, Ranking
+from rerank_plugins.trec.formats import InputError, RunRanking
 
 if TYPE_CHECKING:
     from rerank_plugins.cross_encoder import CrossEncoder
@@ -44,7 +44,7 @@ def _listing(ids: Sequence[str]) -> str:
 
 
 def plan(
-    run: Mapping[str, Ranking],
+    run: Mapping[str, RunRanking],
     topics: Mapping[str, str],
     corpus: Mapping[str, str],
     *,
@@ -88,20 +88,20 @@ def plan(
     return jobs
 
 
+QUERIES_TOGETHER_PAIRS = 512
+"""Queries are scored together until they hold this many pairs: their rows share batches (fuller forwards on an
+accelerator); each query is still yielded, and saved, as soon as its group is done."""
+
+
 def score_query(
     model: CrossEncoder, query: str, texts: Sequence[str], *, batch_size: int | None = None, **rank_kwargs: Any
 ) -> list[float]:
-    """One score per text, by index, from ``model.rank`` (so listwise models see the whole list)."""
-    if batch_size is not None:  # else the model's default: 32 on a CPU, a token budget on an accelerator
-        rank_kwargs["batch_size"] = batch_size
-    results = model.rank(query, list(texts), show_progress_bar=False, **rank_kwargs)
-    scores = [math.nan] * len(texts)
-    for result in results:
-        scores[result["corpus_id"]] = float(result["score"])
-    return scores
+    """One score per text, by index: one request to the request core (a listwise model sees the whole list)."""
+    request, run = model.make_request(query, texts, batch_size=batch_size, show_progress_bar=False, **rank_kwargs)
+    return list(model.rank_request(request, run).scores)
 
 
-def order_ranking(job: Job, scores: Sequence[float]) -> Ranking:
+def order_ranking(job: Job, scores: Sequence[float]) -> RunRanking:
     """The job's candidates by descending score (ties: original rank), then its tail below the lowest score."""
     if len(scores) != len(job.docids) or not all(math.isfinite(score) for score in scores):
         raise ValueError(f"query {job.qid}: expected {len(job.docids)} finite scores, got {list(scores)[:5]}...")
@@ -113,18 +113,37 @@ def order_ranking(job: Job, scores: Sequence[float]) -> Ranking:
 
 def rerank_jobs(
     model: CrossEncoder, jobs: Iterable[Job], *, batch_size: int | None = None, **rank_kwargs: Any
-) -> Iterator[tuple[str, Ranking]]:
-    """Re-rank each job with ``model``, yielding ``(qid, ranking)`` as each query finishes."""
+) -> Iterator[tuple[str, RunRanking]]:
+    """Re-rank each job with ``model``, yielding ``(qid, ranking)`` as each query finishes.
+
+    Each query is one request (two queries with the same text stay two lists); queries are scored together in
+    groups of about :data:`QUERIES_TOGETHER_PAIRS` pairs, so that their rows share batches.
+    """
+    group: list[Job] = []
     for job in jobs:
-        yield (
-            job.qid,
-            order_ranking(job, score_query(model, job.query, job.texts, batch_size=batch_size, **rank_kwargs)),
-        )
+        group.append(job)
+        if sum(len(member.texts) for member in group) >= QUERIES_TOGETHER_PAIRS:
+            yield from _rerank_group(model, group, batch_size, rank_kwargs)
+            group = []
+    if group:
+        yield from _rerank_group(model, group, batch_size, rank_kwargs)
+
+
+def _rerank_group(
+    model: CrossEncoder, jobs: list[Job], batch_size: int | None, rank_kwargs: Mapping[str, Any]
+) -> Iterator[tuple[str, RunRanking]]:
+    made = [
+        model.make_request(job.query, job.texts, batch_size=batch_size, show_progress_bar=False, **rank_kwargs)
+        for job in jobs
+    ]
+    rankings = model.rank_requests([request for request, _ in made], made[0][1])
+    for job, ranking in zip(jobs, rankings, strict=True):
+        yield job.qid, order_ranking(job, ranking.scores)
 
 
 def rerank_run(
     model: CrossEncoder,
-    run: Mapping[str, Ranking],
+    run: Mapping[str, RunRanking],
     topics: Mapping[str, str],
     corpus: Mapping[str, str],
     *,
@@ -133,7 +152,7 @@ def rerank_run(
     keep_tail: bool = False,
     skip_missing: bool = False,
     **rank_kwargs: Any,
-) -> Iterator[tuple[str, Ranking]]:
+) -> Iterator[tuple[str, RunRanking]]:
     """Re-rank the top ``depth`` candidates of every query of ``run``, yielding ``(qid, ranking)`` per query.
 
     The inputs are all checked (see :func:`plan`) before the first query is scored. ``rank_kwargs`` go to

@@ -14,14 +14,14 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from rerank_plugins.trec.formats import InputError, Ranking, Run, _columns, _number, _read_text, read_run
+from rerank_plugins.trec.formats import InputError, Run, RunRanking, parse_number, read_run, read_text, split_columns
 
 logger = logging.getLogger(__name__)
 
 _TEMPORARY_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # what tempfile.mkstemp puts in its names
 
 
-def format_ranking(qid: str, ranking: Ranking, tag: str) -> str:
+def format_ranking(qid: str, ranking: RunRanking, tag: str) -> str:
     """TREC run lines for one query; scores as ``repr`` so that they read back to the same float."""
     return "".join(f"{qid} Q0 {docid} {rank} {score!r} {tag}\n" for rank, (docid, score) in enumerate(ranking, 1))
 
@@ -89,7 +89,7 @@ def stale_temporary_files(path: str | os.PathLike[str]) -> list[Path]:
     return sorted(entry for entry in target.parent.iterdir() if pattern.fullmatch(entry.name) and entry.is_file())
 
 
-def write_run(path: str | os.PathLike[str], run: Mapping[str, Ranking], tag: str) -> None:
+def write_run(path: str | os.PathLike[str], run: Mapping[str, RunRanking], tag: str) -> None:
     """Write a whole run atomically (see :func:`atomic_write`), queries in the mapping's order."""
     check_tag(tag)
     atomic_write(path, (format_ranking(qid, ranking, tag) for qid, ranking in run.items()))
@@ -164,15 +164,15 @@ class RunWriter:
         """The queries of ``OUT.partial`` that were written completely."""
         if not self.partial.exists():
             return {}
-        text = _read_text(self.partial)
+        text = read_text(self.partial)
         text = text[: text.rfind("\n") + 1]  # a last line without its newline was cut off mid-write
-        blocks: list[tuple[str, Ranking]] = []
+        blocks: list[tuple[str, RunRanking]] = []
         for number, line in enumerate(text.splitlines(), start=1):
             where = f"{self.partial}:{number}"
-            qid, _, docid, _, score, _ = _columns(line, "run", where)
+            qid, _, docid, _, score, _ = split_columns(line, "run", where)
             if not blocks or blocks[-1][0] != qid:
                 blocks.append((qid, []))
-            blocks[-1][1].append((docid, _number(score, float, "score", where)))
+            blocks[-1][1].append((docid, parse_number(score, float, "score", where)))
         kept: Run = {}
         for index, (qid, ranking) in enumerate(blocks):
             last = index == len(blocks) - 1
@@ -183,7 +183,7 @@ class RunWriter:
                                len(ranking), self.expected[qid])  # fmt: skip
         return kept
 
-    def add(self, qid: str, ranking: Ranking) -> None:
+    def add(self, qid: str, ranking: RunRanking) -> None:
         """Append one finished query to the partial file and flush it to disk."""
         with open(self.partial, "a", encoding="utf-8") as handle:
             handle.write(format_ranking(qid, ranking, self.tag))

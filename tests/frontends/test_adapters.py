@@ -21,18 +21,23 @@ from rerank_plugins import CrossEncoder
 from rerank_plugins.adapters import RerankOptions, arerank, check_options, load_model, rerank
 
 
+def pairs_of(ranked: list[Any]) -> list[tuple[int, float]]:
+    return [(hit.index, hit.score) for hit in ranked]
+
+
 # -- rerank_plugins.adapters --------------------------------------------------------------------------------------
 def test_rerank_is_rank_then_threshold_then_top_n(load_tiny: Callable[..., CrossEncoder]) -> None:
     model = load_tiny("monot5")
     query = "what is the capital of france"
     full = [(r["corpus_id"], r["score"]) for r in model.rank(query, CORPUS)]
-    assert rerank(model, query, CORPUS) == full
+    assert pairs_of(rerank(model, query, CORPUS)) == full
     threshold = full[6][1]
-    assert rerank(model, query, CORPUS, score_threshold=threshold) == [p for p in full if p[1] >= threshold]
-    assert rerank(model, query, CORPUS, score_threshold=threshold, top_n=3) == full[:3]
-    assert rerank(model, query, CORPUS, score_threshold=threshold, top_n=20) == full[:7]
+    assert pairs_of(rerank(model, query, CORPUS, score_threshold=threshold)) == [p for p in full if p[1] >= threshold]
+    assert pairs_of(rerank(model, query, CORPUS, score_threshold=threshold, top_n=3)) == full[:3]
+    assert pairs_of(rerank(model, query, CORPUS, score_threshold=threshold, top_n=20)) == full[:7]
     assert rerank(model, query, CORPUS, score_threshold=full[0][1] + 1) == []
-    assert asyncio.run(arerank(model, query, CORPUS, top_n=2)) == full[:2]
+    assert pairs_of(asyncio.run(arerank(model, query, CORPUS, top_n=2))) == full[:2]
+    assert all(hit.text == CORPUS[hit.index] for hit in rerank(model, query, CORPUS))
 
 
 def test_rerank_of_nothing_calls_no_model(
@@ -47,7 +52,7 @@ def test_rerank_returns_python_numbers(load_tiny: Callable[..., CrossEncoder], m
     model = load_tiny("monot5")
     with_numpy_scores(model, monkeypatch)
     ranked = rerank(model, "q", DOCUMENTS)
-    assert all(type(index) is int and type(score) is float for index, score in ranked)
+    assert all(type(hit.index) is int and type(hit.score) is float for hit in ranked)
 
 
 def test_options_are_checked(load_tiny: Callable[..., CrossEncoder]) -> None:
@@ -119,12 +124,12 @@ def test_concurrent_calls_on_one_model_equal_sequential(load_tiny: Callable[...,
     with ThreadPoolExecutor(max_workers=4) as pool:
         threaded = list(pool.map(lambda job: rerank(model, *job), jobs * 2))
 
-    async def gathered() -> list[list[tuple[int, float]]]:
+    async def gathered() -> list[list[Any]]:
         return list(await asyncio.gather(*(arerank(model, query, texts) for query, texts in jobs)))
 
     for got, want in zip([*threaded, *asyncio.run(gathered())], expected * 3, strict=True):
-        assert [i for i, _ in got] == [i for i, _ in want]
-        assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
+        assert [hit.index for hit in got] == [hit.index for hit in want]
+        assert [hit.score for hit in got] == pytest.approx([hit.score for hit in want], abs=1e-6)
 
 
 # -- each adapter imports without the other framework -------------------------------------------------------------

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rerank_plugins.scoring import batching
-from rerank_plugins.scoring.batching import length_chunks
+from rerank_plugins.scoring import padding
+from rerank_plugins.scoring.padding import length_chunks
 
 QUERY = "how do vaccines work"
 WORDS = [
@@ -111,14 +111,14 @@ def test_monot5_packed_chunked_and_padded_batches_give_the_same_scores(load_tiny
     packed = model.predict(pairs, batch_size=40)
     monkeypatch.setattr(monot5, "PACKED_TYPES", ())
     chunked = model.predict(pairs, batch_size=40)
-    monkeypatch.setattr(batching, "CPU_CHUNK_OVERHEAD", 1e12)  # never split: one padded batch
+    monkeypatch.setattr(padding, "CPU_CHUNK_OVERHEAD", 1e12)  # never split: one padded batch
     whole = model.predict(pairs, batch_size=40)
     np.testing.assert_allclose(chunked, whole, atol=1e-6, rtol=0)
     np.testing.assert_allclose(packed, whole, atol=1e-6, rtol=0)
 
 
 def test_pack_rows_puts_every_token_once_and_hides_the_other_rows():
-    from rerank_plugins.scoring.batching import pack_rows
+    from rerank_plugins.scoring.padding import pack_rows
 
     lengths = [9, 2, 5, 4, 9, 1, 3]
     ids = torch.zeros(len(lengths), 9, dtype=torch.long)

@@ -11,7 +11,7 @@ from rerank_plugins.windows import Window, aggregate, as_window, split_document
 FILLER = " ".join(["The committee met again to discuss the agenda for next year in great detail."] * 12)
 
 
-@pytest.mark.parametrize("kind", ["monot5", "sequence-classification", "deberta", "query-likelihood", "listconranker"])
+@pytest.mark.parametrize("kind", ["monot5", "sequence-classification", "deberta", "query-likelihood"])
 def test_passage_at_the_end_is_found_with_windows_and_missed_without(load_tiny, kind):
     model = load_tiny(kind, max_length=64)
     query, window = QUERIES[0], Window(size=24, stride=12)
@@ -35,6 +35,16 @@ def test_passage_at_the_end_is_found_with_windows_and_missed_without(load_tiny, 
     ranking = model.rank(query, [other, relevant], window=window)
     assert ranking[0]["corpus_id"] == 1  # found: windowing reaches the passage at the end
     assert ranking[0]["score"] > ranking[1]["score"] + 1e-4
+
+
+def test_a_listwise_model_refuses_windows(load_tiny):
+    """A document's windows would join its list and move every other document's score: refused, before scoring."""
+    model = load_tiny("listconranker")
+    documents = [FILLER, *DOCUMENTS[:3]]
+    with pytest.raises(ValueError, match=r"listwise model.*every other document"):
+        model.rank(QUERIES[0], documents, window=Window(size=24))
+    with pytest.raises(ValueError, match="listwise model"):
+        model.predict([(QUERIES[0], document) for document in documents], window=True)
 
 
 def test_window_aggregates_equal_their_definition(load_tiny):

@@ -205,21 +205,21 @@ def test_models_health_metrics_openapi(client: TestClient) -> None:
 
 
 class Gate:
-    """Holds a model's ``predict`` calls until opened, and records how many pairs each call got."""
+    """Holds a model's calls to the request core until opened, and records how many pairs each call got."""
 
     def __init__(self, model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[int] = []
         self.entered = threading.Event()
         self.open = threading.Event()
-        real = model.predict
+        real = model.rank_requests
 
-        def predict(pairs: list, **kwargs: Any) -> Any:
-            self.calls.append(len(pairs))
+        def rank_requests(requests: list, *args: Any) -> Any:
+            self.calls.append(sum(len(request.documents) for request in requests))
             self.entered.set()
             assert self.open.wait(20), "the test never opened the gate"
-            return real(pairs, **kwargs)
+            return real(requests, *args)
 
-        monkeypatch.setattr(model, "predict", predict)
+        monkeypatch.setattr(model, "rank_requests", rank_requests)
 
 
 def _post_in_thread(url: str, body: dict[str, Any], into: list[httpx.Response]) -> threading.Thread:
@@ -235,8 +235,8 @@ def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def test_concurrent_requests_share_one_predict_call(load_tiny: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = load_tiny("sequence-classification", max_length=512)  # a fresh instance: its predict is gated
+def test_concurrent_requests_share_one_core_call(load_tiny: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = load_tiny("sequence-classification", max_length=512)  # a fresh instance: its core calls are gated
     gate = Gate(model, monkeypatch)
     app = create_app({"m": model}, ServeSettings(batching=BatchingOptions(max_wait_ms=20)))
     sizes = [3, 1, 5, 2, 8]
@@ -253,7 +253,7 @@ def test_concurrent_requests_share_one_predict_call(load_tiny: Callable, monkeyp
         gate.open.set()
         for thread in threads:
             thread.join(30)
-    assert gate.calls == [2, sum(sizes)]  # one predict call for the five queued requests
+    assert gate.calls == [2, sum(sizes)]  # one call of the request core for the five queued requests
     monkeypatch.undo()
     for i, size in enumerate(sizes):
         expected = model.rank(QUERIES[i % 3], DOCUMENTS[:size])
@@ -355,15 +355,15 @@ def test_a_failing_request_does_not_fail_the_others_of_its_batch(
 ) -> None:
     model = load_tiny("sequence-classification", max_length=512)
     gate = Gate(model, monkeypatch)
-    gated = model.predict
+    gated = model.rank_requests
 
-    def predict(pairs: list, **kwargs: Any) -> Any:  # a model that cannot score one document
-        result = gated(pairs, **kwargs)
-        if any(document == "boom" for _, document in pairs):
+    def rank_requests(requests: list, *args: Any) -> Any:  # a model that cannot score one document
+        result = gated(requests, *args)
+        if any("boom" in request.documents for request in requests):
             raise RuntimeError("cannot score 'boom'")
         return result
 
-    monkeypatch.setattr(model, "predict", predict)
+    monkeypatch.setattr(model, "rank_requests", rank_requests)
     app = create_app({"m": model}, ServeSettings(batching=BatchingOptions(max_wait_ms=20)))
     with serve_in_thread(app) as url:
         first: list[httpx.Response] = []

@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import DATA
@@ -268,15 +269,20 @@ def test_resume_after_an_interruption_loses_nothing(
     output = tmp_path / "out.trec"
     partial = tmp_path / "out.trec.partial"
     scored: list[str] = []
-    real_score_query = trec.score_query
+    real_rank_requests = CrossEncoder.rank_requests
+    monkeypatch.setattr(trec.jobs, "QUERIES_TOGETHER_PAIRS", 1)  # one query per request-core call
 
-    def interrupted(model: CrossEncoder, query: str, texts: list[str], **kwargs: object) -> list[float]:
+    def interrupted(model: CrossEncoder, requests: list[Any], *args: Any) -> list[Any]:
         if len(scored) == 2:
             raise KeyboardInterrupt
-        scored.append(query)
-        return real_score_query(model, query, texts, **kwargs)
+        scored.extend(request.query for request in requests)
+        return real_rank_requests(model, requests, *args)
 
-    monkeypatch.setattr(trec.jobs, "score_query", interrupted)
+    def recorded(model: CrossEncoder, requests: list[Any], *args: Any) -> list[Any]:
+        scored.extend(request.query for request in requests)
+        return real_rank_requests(model, requests, *args)
+
+    monkeypatch.setattr(CrossEncoder, "rank_requests", interrupted)
     assert main([*common, "--output", str(output)]) == 130
     assert "2 of 3 queries are saved" in capsys.readouterr().err
     assert not output.exists()
@@ -289,7 +295,7 @@ def test_resume_after_an_interruption_loses_nothing(
     assert "pass --resume" in capsys.readouterr().err
 
     scored.clear()
-    monkeypatch.setattr(trec.jobs, "score_query", lambda *a, **k: scored.append(a[1]) or real_score_query(*a, **k))
+    monkeypatch.setattr(CrossEncoder, "rank_requests", recorded)
     assert main([*common, "--output", str(output), "--resume"]) == 0
     assert scored == ["definition declaratory judgment"]  # only the unfinished query was scored again
     assert output.read_bytes() == reference.read_bytes()
@@ -303,16 +309,17 @@ def test_resume_after_an_interruption_loses_nothing(
 def test_an_error_mid_run_keeps_the_finished_queries(
     tmp_path: Path, tiny_paths: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real_score_query = trec.score_query
+    real_rank_requests = CrossEncoder.rank_requests
     calls: list[str] = []
+    monkeypatch.setattr(trec.jobs, "QUERIES_TOGETHER_PAIRS", 1)  # one query per request-core call
 
-    def failing(*args: object, **kwargs: object) -> list[float]:
+    def failing(*args: Any, **kwargs: Any) -> list[Any]:
         calls.append("x")
         if len(calls) == 2:
             raise RuntimeError("CUDA out of memory")
-        return real_score_query(*args, **kwargs)  # type: ignore[arg-type]
+        return real_rank_requests(*args, **kwargs)
 
-    monkeypatch.setattr(trec.jobs, "score_query", failing)
+    monkeypatch.setattr(CrossEncoder, "rank_requests", failing)
     output = tmp_path / "out.trec"
     argv = ["rerank-run", "--model", tiny_paths["sequence-classification"], "--run", str(SAMPLE), "--quiet"]
     with pytest.raises(RuntimeError, match="CUDA out of memory"):
