@@ -240,7 +240,7 @@ class ScoreLedger:
         self.returned: list[tuple[str, float]] = []  # (text, score) of what the adapters returned
         self.local = threading.local()  # call depth per thread: the async examples score in worker threads
         for cls in {STCrossEncoder, *STCrossEncoder.__subclasses__()}:
-            for name in ("rank", "predict"):
+            for name in ("rank", "predict", "rank_requests"):  # rank_requests: the request core (the adapters')
                 if name in vars(cls):
                     monkeypatch.setattr(cls, name, self.spy(vars(cls)[name], name))
         for module, class_name, name in ADAPTER_OUTPUTS:
@@ -278,6 +278,15 @@ class ScoreLedger:
 
     def record(self, model: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         options = {key: kwargs[key] for key in self.RANK_OPTIONS if key in kwargs}
+        if name == "rank_requests":
+            for request in args[0] if args else kwargs["requests"]:
+                wanted = request.options
+                options = {"activation_fn": wanted.activation, "window": wanted.window, "prompt": wanted.prompt}
+                options = {key: value for key, value in options.items() if value is not None}
+                if wanted.mode == "iterative":
+                    options["iterative"] = True
+                self.calls.append((model, request.query, list(request.documents), options))
+            return
         if name == "rank":
             query = args[0] if args else kwargs["query"]
             documents = args[1] if len(args) > 1 else kwargs["documents"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import DOCUMENTS
+from support import DOCUMENTS
 
 from rerank_plugins import CrossEncoder
 from rerank_plugins.cli import main

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import sentence_transformers
 import torch
-from conftest import DOCUMENTS, QUERIES
 from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+from support import DOCUMENTS, QUERIES
 
 from rerank_plugins import CrossEncoder
 
