@@ -71,7 +71,7 @@ def check_rows(dataset: Dataset, loss: nn.Module, where: str) -> None:
     if wants_labels and label is None:
         raise ValueError(f"{loss_name} needs a label column ({', '.join(LABEL_COLUMNS)}); the {where} has none.")
     if isinstance(loss, LIST_LOSSES) or getattr(loss, "document_lists", False):
-        check_lists(table, texts, label, where, loss)
+        check_lists(table, texts, where, loss)
 
 
 def check_text_column(values: pa.ChunkedArray, column: str, where: str) -> None:
@@ -111,7 +111,7 @@ def check_label_column(values: pa.ChunkedArray, column: str, where: str) -> None
         )
 
 
-def check_lists(table: pa.Table, texts: list[str], label: str | None, where: str, loss: nn.Module) -> None:
+def check_lists(table: pa.Table, texts: list[str], where: str, loss: nn.Module) -> None:
     """A list loss: (query, documents) with a list of documents per row, whole lists on a listwise model."""
     loss_name = type(loss).__name__
     if len(texts) != 2:
