@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach a hub
+os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"  # nor Haystack's usage telemetry
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

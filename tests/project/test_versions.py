@@ -23,7 +23,15 @@ except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
 
 CONSTRAINTS = ROOT / ".ci" / "lowest-constraints.txt"
 # The direct dependencies whose floors CI tests: the core three and the adapters' libraries.
-FLOORED = {"torch", "transformers", "sentence-transformers", "langchain-core", "langchain-classic", "llama-index-core"}
+FLOORED = {
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "langchain-core",
+    "langchain-classic",
+    "llama-index-core",
+    "haystack-ai",
+}
 
 
 def floors() -> dict[str, Version]:
