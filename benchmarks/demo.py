@@ -11,7 +11,6 @@ the official qrels, and the new top 3 of the first query. The queries come from 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ if __package__ in (None, ""):  # `python benchmarks/demo.py`: make the repositor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rerank_plugins import trec
+from rerank_plugins.cli.options import CommandParser
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIRS = (ROOT.parent / "shared" / "data" / "trec-dl19", ROOT / "tests" / "data")
@@ -37,8 +37,9 @@ def find_data() -> tuple[Path, Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks.demo", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="benchmarks.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="unicamp-dl/InRanker-small", help="hub id or local directory")
+    parser.add_argument("--preset", help="the hub id whose settings to apply to a local copy (--model PATH)")
     parser.add_argument("--tiny", action="store_true", help="a tiny random monoT5 built offline (meaningless scores)")
     parser.add_argument("--depth", type=int, default=20, help="BM25 candidates re-ranked per query (default: 20)")
     parser.add_argument("--queries", type=int, help="only the first N queries")
@@ -48,8 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from rerank_plugins import CrossEncoder
-    from rerank_plugins.cli import quiet_loading
+    from rerank_plugins.cli import CommandError, load_model, quiet_loading
 
     try:
         trec.ir_measures_module()
@@ -69,16 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with quiet_loading():
             build_tiny_model("monot5", name)
         print("--tiny: a tiny random monoT5 built offline; its scores are meaningless, it only shows the pipeline.")
-    try:
-        with quiet_loading():
-            model = CrossEncoder(name, device=args.device)
-    except (OSError, ValueError) as error:
-        reason = str(error).splitlines()[0].rstrip(". ") if str(error) else type(error).__name__
-        print(
-            f"demo: could not load {name!r} ({reason}). If the Hugging Face hub is out of reach, pass "
-            "--model PATH (a local copy) or --tiny (a tiny random model, built offline).",
-            file=sys.stderr,
-        )
+    try:  # the command line's loading: a path checked, the hub probed once, one line on failure
+        model = load_model(name, preset=args.preset, **({"device": args.device} if args.device else {}))
+    except CommandError as error:
+        offline = "--model PATH (a local copy) or --tiny (a tiny random model, built offline) runs offline"
+        print(f"demo: {str(error).rstrip('.')}. {offline}", file=sys.stderr)
         return 2
 
     jobs = trec.plan(run, topics, corpus, depth=args.depth)
@@ -92,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = trec.evaluate(qrels, run, ["nDCG@10"])["nDCG@10"]
     after = trec.evaluate(qrels, reranked, ["nDCG@10"])["nDCG@10"]
 
-    print(f"\nTREC DL19 passages ({data.name}): {len(jobs)} queries, BM25 top {args.depth} re-ranked by {label}")
+    queries = f"{len(jobs)} {'query' if len(jobs) == 1 else 'queries'}"
+    print(f"\nTREC DL19 passages ({data.name}): {queries}, BM25 top {args.depth} re-ranked by {label}")
     print(f"  in {seconds:.1f} s ({sum(len(job.docids) for job in jobs) / seconds:.0f} pairs/s) on {model.device}")
     print(f"  nDCG@10  BM25 {before:.4f}  ->  re-ranked {after:.4f}  ({after - before:+.4f})")
     qid = jobs[0].qid

@@ -1,6 +1,6 @@
 """``rerank_plugins.CrossEncoder``: a sentence-transformers ``CrossEncoder`` that scores as the authors do.
 
-It chooses the modules (``families.resolve_family``: which family, with which settings); ``predict`` and ``rank``
+It chooses the modules (``resolution.resolve_family``: which family, with which settings); ``predict`` and ``rank``
 keep sentence-transformers' signatures and meaning, normalise their arguments once into the request core's
 typed options, and hand whole requests to it (``rerank_plugins.core``): checks, cache, windows, batching, the
 batch loop and the activation all happen there. Evaluators, save/load, devices and training are
@@ -31,15 +31,16 @@ from rerank_plugins.evaluation import evaluator_lists
 from rerank_plugins.families import (
     FamilySpec,
     LoadRequest,
-    Resolution,
-    fallback_tokenizer,
     family_of_modules,
     get_family,
     make_activation,
     module_classes,
-    resolve_family,
 )
-from rerank_plugins.hub import HubOptions
+from rerank_plugins.hub import HubOptions, reachable_hub_kwargs
+from rerank_plugins.model_card import CheckedModelCardData
+from rerank_plugins.quantization import refuse_to_save_quantized
+from rerank_plugins.quiet import quiet_loading
+from rerank_plugins.resolution import FamilyMismatchError, Resolution, fallback_tokenizer, resolve_family
 from rerank_plugins.scoring.sequence_classification import LabelMargin
 from rerank_plugins.windows import Window, as_window
 
@@ -62,6 +63,8 @@ class CrossEncoder(STCrossEncoder):
             ``{"truncation": "only_second"}`` for a sequence classifier.
         score_cache: opt-in: a :class:`~rerank_plugins.cache.ScoreCache` (may be shared between models) or a
             maximum number of entries; repeated pairs are then not scored again. Off by default.
+        verbose: show the libraries' output while loading and saving (progress bars, load reports); quiet by
+            default (``rerank_plugins.quiet``).
         **kwargs: every ``sentence_transformers.CrossEncoder`` argument (``device``, ``max_length``,
             ``activation_fn``, ``model_kwargs={"dtype": ...}``, ``trust_remote_code``, ...).
 
@@ -71,6 +74,7 @@ class CrossEncoder(STCrossEncoder):
     family recognises is refused with an error naming ``family=``: it never gets a random head.
     """
 
+    model_card_data_class = CheckedModelCardData  # checks the training data when a trainer is built (model_card.py)
     _resolution: Resolution
     _family_options: dict[str, Any]
     _extra_module_classes: Mapping[str, type[nn.Module]]
@@ -84,17 +88,24 @@ class CrossEncoder(STCrossEncoder):
         preset: str | None = None,
         family_options: dict[str, Any] | None = None,
         score_cache: ScoreCache | int | None = None,
+        verbose: bool = False,
         **kwargs: Any,
     ) -> None:
-        resolution = resolve_family(
-            model_name_or_path, family=family, preset=preset, hub=HubOptions.from_kwargs(kwargs)
-        )
-        entry = resolution.entry
-        # Plain attributes set before nn.Module.__init__: read while the modules load.
-        object.__setattr__(self, "_resolution", resolution)
-        object.__setattr__(self, "_family_options", {**(entry.options if entry else {}), **(family_options or {})})
-        object.__setattr__(self, "_extra_module_classes", {})
-        super().__init__(model_name_or_path, **kwargs)
+        kwargs = reachable_hub_kwargs(model_name_or_path, kwargs)  # one probe, not minutes of hub retries
+        with quiet_loading(verbose):
+            resolution = resolve_family(
+                model_name_or_path, family=family, preset=preset, hub=HubOptions.from_kwargs(kwargs)
+            )
+            entry = resolution.entry
+            # Plain attributes set before nn.Module.__init__: read while the modules load.
+            object.__setattr__(self, "_resolution", resolution)
+            object.__setattr__(self, "_family_options", {**(entry.options if entry else {}), **(family_options or {})})
+            object.__setattr__(self, "_extra_module_classes", {})
+            try:
+                super().__init__(model_name_or_path, **kwargs)
+            except FamilyMismatchError as error:
+                raise error.chosen(resolution) from None
+        self.verbose = verbose  # loads and saves show the libraries' progress bars and load reports
         # Once, not on every call: for a saved model it walks every family's classes (entry points included).
         object.__setattr__(self, "_family", self.family)
         self.score_cache = ScoreCache(score_cache) if isinstance(score_cache, int) else score_cache
@@ -189,6 +200,11 @@ class CrossEncoder(STCrossEncoder):
     def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
         self.weights_changed()
         return super().load_state_dict(*args, **kwargs)
+
+    def save(self, path: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        refuse_to_save_quantized(self)  # before sentence-transformers writes its first file
+        with quiet_loading(getattr(self, "verbose", False)):
+            super().save(path, *args, **kwargs)
 
     # -- inference: sentence-transformers' signatures, normalised once, then the request core ---------------
     def predict(  # type: ignore[override]

@@ -1,10 +1,10 @@
-"""Scoring families: what a family is (:class:`FamilySpec`), the one registry of them, and the one resolver.
+"""Scoring families: what a family is (:class:`FamilySpec`) and the one registry of them.
 
 A family is one module file that ends with ``FAMILY = FamilySpec(...)``. The four built-in families live in
 ``rerank_plugins/scoring/``; a package of your own registers more with :func:`register_family` (in-process) or
 an entry point in the group ``rerank_plugins.families`` (every process: the CLI, Ray workers), and its family then
 works everywhere a built-in one does. Everything that asks "which family, is it listwise, which activation"
-asks this module, and :func:`resolve_family` is the only place a checkpoint's family is decided.
+asks this module; ``rerank_plugins.resolution.resolve_family`` is the only place a checkpoint's family is decided.
 
 Importing this module imports neither torch nor transformers: the CLI lists families without them.
 """
@@ -15,6 +15,7 @@ import importlib
 import json
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,7 +23,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from rerank_plugins.hub import NO_HUB_OPTIONS, HubOptions
-from rerank_plugins.registry import BUILTIN_FAMILIES, RegistryEntry, check_preset, lookup
+from rerank_plugins.registry import BUILTIN_FAMILIES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -147,12 +148,36 @@ class FamilySpec:
     tiny_models: tuple[TinyModel, ...] = ()
 
     def __post_init__(self) -> None:
+        """Every field checked now, so that a wrong spec fails where it is written, not at the first load."""
         if not isinstance(self.name, str) or not self.name or self.name != self.name.strip():
             raise ValueError(f"A family name must be a non-empty str without surrounding spaces, got {self.name!r}.")
         if (self.module is None) == (self.build is None):
             raise ValueError(f"Family {self.name!r}: give exactly one of module= and build=.")
-        if isinstance(self.activation, str) and self.activation not in ACTIVATIONS:
-            raise ValueError(f"Family {self.name!r}: unknown activation {self.activation!r}; use one of {ACTIVATIONS}.")
+        if self.module is not None and not is_module_class(self.module):
+            raise TypeError(
+                f"Family {self.name!r}: module= must be an nn.Module subclass (a ScoringModule), got {self.module!r}."
+            )
+        for name in ("build", "recognize", "int8_targets"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise TypeError(f"Family {self.name!r}: {name}= must be a function, got {value!r}.")
+        if isinstance(self.activation, str):
+            if self.activation not in ACTIVATIONS:
+                raise ValueError(
+                    f"Family {self.name!r}: unknown activation {self.activation!r}; use one of {ACTIVATIONS}."
+                )
+        elif self.activation is not None and not callable(self.activation):
+            raise TypeError(
+                f"Family {self.name!r}: activation= must be a name, a factory or None, got {self.activation!r}."
+            )
+        if not isinstance(self.listwise, bool):
+            raise TypeError(f"Family {self.name!r}: listwise= must be True or False, got {self.listwise!r}.")
+        if not isinstance(self.module_classes, tuple) or not all(map(is_module_class, self.module_classes)):
+            raise TypeError(f"Family {self.name!r}: module_classes= must be a tuple of nn.Module subclasses.")
+        if not isinstance(self.modes, Mapping) or not all(map(callable, self.modes.values())):
+            raise TypeError(f"Family {self.name!r}: modes= must map names to functions.")
+        if not isinstance(self.tiny_models, tuple) or not all(isinstance(t, TinyModel) for t in self.tiny_models):
+            raise TypeError(f"Family {self.name!r}: tiny_models= must be a tuple of TinyModel.")
 
     def build_modules(self, request: LoadRequest) -> list[nn.Module]:
         if self.build is not None:
@@ -178,6 +203,13 @@ class FamilySpec:
     def saved_classes(self) -> tuple[type[nn.Module], ...]:
         """The module classes that this family's saved models hold."""
         return ((self.module,) if self.module is not None else ()) + self.module_classes
+
+
+def is_module_class(value: Any) -> bool:
+    """True for a subclass of ``torch.nn.Module`` (torch is imported here: whoever makes a spec has it)."""
+    from torch import nn
+
+    return isinstance(value, type) and issubclass(value, nn.Module)
 
 
 def make_activation(activation: str | Callable[[], nn.Module]) -> nn.Module:
@@ -219,8 +251,50 @@ def unregister_family(name: str) -> None:
         _loaded.pop(name, None)
 
 
+_broken: dict[str, str] = {}  # entry-point name -> why it failed to load (warned about once, then skipped)
+_shadowing: set[str] = set()  # entry points named like a built-in family, warned about once
+
+
+def describe_entry_point(point: metadata.EntryPoint) -> str:
+    """``"name = module:attr" (group, from distribution)``: what a user can find in their environment."""
+    dist = getattr(point, "dist", None)
+    source = f", from {dist.name} {dist.version}" if dist is not None else ""
+    return f"entry point {point.name} = {point.value} ({ENTRY_POINT_GROUP}{source})"
+
+
 def _entry_points() -> dict[str, metadata.EntryPoint]:
-    return {point.name: point for point in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    """Installed entry points of the group, but those named like a built-in family (warned about, ignored)."""
+    points = {}
+    for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in BUILTIN_FAMILIES:
+            key = f"{point.name}={point.value}"
+            if key not in _shadowing:
+                _shadowing.add(key)
+                warnings.warn(
+                    f"Ignoring the {describe_entry_point(point)}: {point.name!r} is a built-in family, which an "
+                    "entry point cannot replace. Rename the entry point to use that family.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            continue
+        points[point.name] = point
+    return points
+
+
+def load_entry_point(point: metadata.EntryPoint) -> FamilySpec:
+    """The ``FamilySpec`` an entry point names; an ``ImportError`` naming the entry point if it cannot be had."""
+    try:
+        spec = point.load()
+    except Exception as error:
+        raise ImportError(
+            f"The family {point.name!r} could not be loaded from its {describe_entry_point(point)}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if not isinstance(spec, FamilySpec) or spec.name != point.name:
+        raise ImportError(
+            f"The {describe_entry_point(point)} must name a FamilySpec called {point.name!r}, got {spec!r:.80}."
+        )
+    return spec
 
 
 def family_names() -> tuple[str, ...]:
@@ -250,16 +324,31 @@ def get_family(name: str) -> FamilySpec:
             if point is None:
                 check_family(name)  # raises, listing the valid names
                 raise AssertionError  # pragma: no cover
-            spec = point.load()
-            if not isinstance(spec, FamilySpec) or spec.name != name:
-                raise TypeError(f"Entry point {point.value!r} ({ENTRY_POINT_GROUP}) must name FamilySpec {name!r}.")
+            spec = load_entry_point(point)
         _loaded[name] = spec
         return spec
 
 
 def all_families() -> list[FamilySpec]:
-    """Every family, imported, in :func:`family_names` order."""
-    return [get_family(name) for name in family_names()]
+    """Every family that loads, in :func:`family_names` order.
+
+    A third-party entry point that fails to load (an import error in its package, a wrong object) is skipped
+    with one warning naming it and the error: one broken plugin must not stop every other model from loading.
+    Asking for that family by name (``family=``) still raises the error.
+    """
+    specs = []
+    for name in family_names():
+        if name in _broken:
+            continue
+        try:
+            specs.append(get_family(name))
+        except ImportError as error:
+            if name in BUILTIN_FAMILIES or name in _registered:
+                raise
+            with _lock:
+                _broken[name] = str(error)
+            warnings.warn(f"{error} (skipped: every other family still works)", RuntimeWarning, stacklevel=2)
+    return specs
 
 
 def class_ref(cls: type) -> str:
@@ -272,7 +361,7 @@ def module_classes() -> dict[str, type[nn.Module]]:
     return {class_ref(cls): cls for spec in all_families() for cls in spec.saved_classes}
 
 
-def _family_of_class(ref: str) -> str | None:
+def family_of_class(ref: str) -> str | None:
     """The family whose saved models hold the module class ``ref`` (None: no family's)."""
     for spec in all_families():
         if ref in {class_ref(cls) for cls in spec.saved_classes}:
@@ -287,92 +376,4 @@ def family_of_modules(modules: Sequence[nn.Module]) -> str | None:
     first = type(modules[0])
     from sentence_transformers.base.modules import Transformer
 
-    return _family_of_class(class_ref(first)) or ("sequence-classification" if issubclass(first, Transformer) else None)
-
-
-# -- resolution -----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Resolution:
-    """Which family scores a checkpoint, and why.
-
-    ``source`` is ``"family="``, ``"preset="``, ``"registry"``, ``"checkpoint"`` (recognised from its files),
-    ``"saved"`` (a saved sentence-transformers model: its ``modules.json`` decides) or ``"none"`` (no model).
-    """
-
-    family: str | None
-    entry: RegistryEntry | None
-    source: str
-
-    @property
-    def spec(self) -> FamilySpec | None:
-        return get_family(self.family) if self.family is not None else None
-
-    @property
-    def listwise(self) -> bool:
-        spec = self.spec
-        return spec is not None and spec.listwise
-
-
-def resolve_family(
-    name_or_path: str | None,
-    *,
-    family: str | None = None,
-    preset: str | None = None,
-    hub: HubOptions = NO_HUB_OPTIONS,
-) -> Resolution:
-    """Decide a checkpoint's family, in order: ``family=``, ``preset=``, the registry, the checkpoint itself.
-
-    The checkpoint decides by its files: a saved ``modules.json`` reloads as saved; otherwise each family's
-    ``recognize`` is asked (ListConRanker files, T5 -> monoT5, a causal LM -> query likelihood, a trained
-    sequence-classification head). A checkpoint none recognises is a ``ValueError`` naming the ``family=`` to
-    pass: it is never given a randomly initialised head.
-    """
-    entry = check_preset(preset) if preset is not None else None
-    if family is not None:
-        check_family(family)
-    if entry is None and name_or_path is not None:
-        entry = lookup(name_or_path)
-        if entry is not None and family is not None and entry.family != family:
-            entry = None  # an explicit family overrides the registry
-    if entry is not None and entry.needs_remote_code and not hub.trust_remote_code:
-        raise ValueError(
-            f"{name_or_path!r} only loads with its authors' remote code. Read that code, then pass "
-            "trust_remote_code=True to load it."
-        )
-    if family is not None:
-        return Resolution(family, entry, "family=")
-    if entry is not None:
-        return Resolution(entry.family, entry, "preset=" if preset is not None else "registry")
-    if name_or_path is None:
-        return Resolution(None, None, "none")
-    info = CheckpointInfo(name_or_path, hub)
-    saved = info.read_json("modules.json")
-    if saved:
-        return Resolution(_saved_family(saved), None, "saved")
-    for spec in all_families():
-        if spec.recognize is not None and spec.recognize(info):
-            return Resolution(spec.name, None, "checkpoint")
-    raise ValueError(
-        f"{name_or_path!r} ({', '.join(info.architectures) or info.config.model_type}) has no scoring head that "
-        f"rerank-plugins recognises, and a random one would score noise. Pass family= one of "
-        f"{', '.join(family_names())} (e.g. family='query-likelihood' for a causal LM fine-tuned for query "
-        "generation), or fine-tune it as a sequence classifier first."
-    )
-
-
-def fallback_tokenizer(name_or_path: str, entry: RegistryEntry | None, hub: HubOptions) -> str | None:
-    """The registry's tokenizer source when the checkpoint ships no tokenizer of its own (DistillRankNET)."""
-    if (
-        entry is None
-        or entry.fallback_tokenizer is None
-        or CheckpointInfo(name_or_path, hub).has_file("tokenizer_config.json")
-    ):
-        return None
-    logger.info("%s ships no tokenizer; using %s as its authors do.", name_or_path, entry.fallback_tokenizer)
-    return entry.fallback_tokenizer
-
-
-def _saved_family(modules_json: list[dict[str, Any]]) -> str | None:
-    """The family of a saved model, from the class of its first module in ``modules.json``."""
-    first = modules_json[0].get("type", "") if modules_json else ""
-    return _family_of_class(first) or ("sequence-classification" if first.endswith("Transformer") else None)
+    return family_of_class(class_ref(first)) or ("sequence-classification" if issubclass(first, Transformer) else None)

@@ -32,11 +32,11 @@ if TYPE_CHECKING:
 
 def int8_targets(model: CrossEncoder) -> list[nn.Module]:
     """The sub-modules whose Linear layers are quantized (the body), as the family says; ``ValueError`` otherwise."""
-    from rerank_plugins.families import family_names, get_family
+    from rerank_plugins.families import all_families
 
     spec = model.family_spec
     if spec.int8_targets is None:
-        supported = [name for name in family_names() if get_family(name).int8_targets is not None]
+        supported = [family.name for family in all_families() if family.int8_targets is not None]
         raise ValueError(
             f"int8 quantization supports the {' and '.join(supported)} families; this model is {model.family!r}."
         )
@@ -80,3 +80,12 @@ def is_quantized(model: nn.Module) -> bool:
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
     return any(isinstance(module, DynamicLinear) for module in model.modules())
+
+
+def refuse_to_save_quantized(model: nn.Module) -> None:
+    """A ``ValueError`` before anything is written when ``model`` holds int8 layers: those cannot be saved."""
+    if is_quantized(model):
+        raise ValueError(
+            "This model is int8-quantized (quantize_int8), and its int8 layers cannot be saved: save the model "
+            "before quantizing it, and call quantize_int8 again after loading it."
+        )

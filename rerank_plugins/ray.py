@@ -66,12 +66,12 @@ def import_ray() -> Any:
 
 
 def is_listwise(model_name_or_path: str, model_kwargs: Mapping[str, Any] | None = None) -> bool:
-    """Whether a model is listwise, decided by ``families.resolve_family`` as ``CrossEncoder`` does, without loading it.
+    """Whether a model is listwise, decided by ``resolve_family`` as ``CrossEncoder`` does, without loading it.
 
     The driver needs this to choose how to batch, and should not hold a copy of a model that only the actors use.
     """
-    from rerank_plugins.families import resolve_family
     from rerank_plugins.hub import HubOptions
+    from rerank_plugins.resolution import resolve_family
 
     kwargs = dict(model_kwargs or {})
     resolution = resolve_family(

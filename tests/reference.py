@@ -43,6 +43,26 @@ def monot5_scores(path: str, pairs: list[tuple[str, str]], max_length: int = 512
 
 
 @torch.no_grad()
+def monot5_logits(path: str, pairs: list[tuple[str, str]], max_length: int = 512) -> list[float]:
+    """monoT5's raw score: logit(true) - logit(false) at the first decoder step (its sigmoid is P(true))."""
+    model = AutoModelForSeq2SeqLM.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    vocab = tokenizer.get_vocab()
+    scores = []
+    for query, document in pairs:
+        enc = tokenizer(
+            [f"Query: {query} Document: {document} Relevant:"],
+            truncation="longest_first",
+            max_length=max_length,
+            return_tensors="pt",
+        )
+        start = torch.full((1, 1), model.config.decoder_start_token_id, dtype=torch.long)
+        logits = model(**enc, decoder_input_ids=start).logits[0, 0]
+        scores.append(float(logits[vocab["▁true"]] - logits[vocab["▁false"]]))
+    return scores
+
+
+@torch.no_grad()
 def sequence_classification_scores(
     path: str, pairs: list[tuple[str, str]], activation: str, max_length: int = 512
 ) -> list[float]:
@@ -139,26 +159,32 @@ def listconranker_scores(path: str, query: str, passages: list[str], max_length:
     return torch.sigmoid(logit[:, 0]).tolist()
 
 
-def iterative_reference(score_list, passages: list[str]) -> tuple[list[float], list[int]]:
-    """The authors' iterative inference, written from their loop; returns scores and removals per round."""
-    remaining = list(range(len(passages)))
+def iterative_reference(
+    path: str, query: str, passages: list[str], max_length: int = 512
+) -> tuple[list[float], list[int]]:
+    """ListConRanker's iterative inference as its authors run it (seed-models.md), every round's list scored by
+    :func:`listconranker_scores`; the final score of each passage (by index) and the count removed per round.
+
+    While more than 20 passages remain: score them all as one list; remove every passage scoring at or below the
+    k-th lowest score, k = max(ceil(0.2 n), 10) (the k lowest plus exact ties of the k-th); a removed passage gets
+    its score + the round number. The last 20 or fewer are scored once more and get score + the last round.
+    The authors key their results by passage text; these are kept by index, as the spec says.
+    """
     final: dict[int, float] = {}
-    removed_per_round = []
-    rnd = 0
+    remaining = list(range(len(passages)))
+    removed_per_round: list[int] = []
+    round_number = 0
     while len(remaining) > 20:
-        scores = score_list([passages[i] for i in remaining])
-        order = sorted(range(len(remaining)), key=lambda j: (scores[j], j))
-        k = max(math.ceil(len(remaining) * 0.2), 10)
-        while k < len(order) and scores[order[k - 1]] == scores[order[k]]:
-            k += 1
-        for j in order[:k]:
-            final[remaining[j]] = scores[j] + rnd
-        removed_per_round.append(k)
-        remaining = [remaining[j] for j in order[k:]]
-        rnd += 1
-    scores = score_list([passages[i] for i in remaining])
-    for j, i in enumerate(remaining):
-        final[i] = scores[j] + rnd
+        scores = listconranker_scores(path, query, [passages[i] for i in remaining], max_length)
+        k = max(math.ceil(0.2 * len(remaining)), 10)
+        threshold = sorted(scores)[k - 1]
+        removed = [(i, score) for i, score in zip(remaining, scores, strict=True) if score <= threshold]
+        final.update({i: score + round_number for i, score in removed})
+        removed_per_round.append(len(removed))
+        remaining = [i for i, score in zip(remaining, scores, strict=True) if score > threshold]
+        round_number += 1
+    last = listconranker_scores(path, query, [passages[i] for i in remaining], max_length)
+    final.update({i: score + round_number for i, score in zip(remaining, last, strict=True)})
     return [final[i] for i in range(len(passages))], removed_per_round
 
 

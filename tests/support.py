@@ -81,6 +81,18 @@ def import_inranker() -> ModuleType:
     return module
 
 
+REQUIRED_MODULES = os.environ.get("RERANK_PLUGINS_REQUIRED_MODULES", "").split()
+"""Modules that ./dev installs in this environment: a test needing one fails without it instead of skipping."""
+
+
+def require(module: str, reason: str | None = None) -> ModuleType:
+    """``pytest.importorskip(module)``, except for a module ./dev installed here (``REQUIRED_MODULES``, or a
+    submodule of one): then a failed import is an error, so that CI never skips what it set out to test."""
+    if any(module == name or module.startswith(f"{name}.") for name in REQUIRED_MODULES):
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=reason)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now, for a server the test starts."""
     with socket.socket() as probe:
@@ -134,10 +146,7 @@ def imported_modules(code: str) -> set[str]:
 def skip_without_optional_modules(code: str) -> None:
     for module in sorted(imported_modules(code)):
         if module.startswith(OPTIONAL_MODULES):
-            try:
-                importlib.import_module(module)
-            except ImportError as error:
-                pytest.skip(f"needs {module}, which does not import here: {error}")
+            require(module, reason=f"needs {module}, which does not import here")
 
 
 # -- the cases the adapter tests share (rerank_plugins.adapters, LangChain, LlamaIndex) ---------------------------
@@ -203,3 +212,137 @@ def with_numpy_scores(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         ]
 
     monkeypatch.setattr(model, "rank", rank)
+
+
+# -- what a documentation example printed or returned, against rank's scores -------------------------------------
+NUMBER = re.compile(r"(?<![\w.])-?\d+\.\d+(?:e[-+]?\d+)?")
+SCORED_LINE = re.compile(r"^\s*(?P<score>-?\d+\.\d+)\s{2,}(?P<text>.*\S)\s*$")
+
+
+ADAPTER_OUTPUTS = [
+    ("rerank_plugins.langchain", "RerankCompressor", "compress_documents"),
+    ("rerank_plugins.llama_index", "RerankPostprocessor", "_postprocess_nodes"),
+]
+
+
+class ScoreLedger:
+    """Records every ``rank`` and ``predict`` call a code block makes (on any sentence-transformers cross-encoder),
+    then asks each model's own ``rank`` for the same query and documents: the scores an example shows must be
+    those. Calls made inside another recorded call (``rank`` -> ``predict``, the adapters -> ``rank``) are not
+    recorded again: what is compared is the example's outermost call."""
+
+    RANK_OPTIONS = ("activation_fn", "iterative", "window", "batch_size")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from sentence_transformers import CrossEncoder as STCrossEncoder
+
+        self.calls: list[tuple[Any, str, list[str], dict[str, Any]]] = []  # model, query, documents, options
+        self.returned: list[tuple[str, float]] = []  # (text, score) of what the adapters returned
+        self.local = threading.local()  # call depth per thread: the async examples score in worker threads
+        for cls in {STCrossEncoder, *STCrossEncoder.__subclasses__()}:
+            for name in ("rank", "predict", "rank_requests"):  # rank_requests: the request core (the adapters')
+                if name in vars(cls):
+                    monkeypatch.setattr(cls, name, self.spy(vars(cls)[name], name))
+        for module, class_name, name in ADAPTER_OUTPUTS:
+            try:
+                adapter = getattr(importlib.import_module(module), class_name)
+            except ImportError:
+                continue
+            monkeypatch.setattr(adapter, name, self.keep_returned(getattr(adapter, name)))
+
+    def keep_returned(self, method: Any) -> Any:
+        def returning(adapter: Any, *args: Any, **kwargs: Any) -> Any:
+            result = method(adapter, *args, **kwargs)
+            for item in result:
+                if hasattr(item, "page_content"):  # a LangChain document: its score in the metadata
+                    self.returned.append((item.page_content, item.metadata["relevance_score"]))
+                else:  # a LlamaIndex NodeWithScore
+                    self.returned.append((item.node.get_content(), item.score))
+            return result
+
+        return returning
+
+    def spy(self, method: Any, name: str) -> Any:
+        def recorded(model: Any, *args: Any, **kwargs: Any) -> Any:
+            depth = getattr(self.local, "depth", 0)
+            self.local.depth = depth + 1
+            try:
+                result = method(model, *args, **kwargs)
+            finally:
+                self.local.depth = depth
+            if depth == 0:
+                self.record(model, name, args, kwargs)
+            return result
+
+        return recorded
+
+    def record(self, model: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        options = {key: kwargs[key] for key in self.RANK_OPTIONS if key in kwargs}
+        if name == "rank_requests":
+            for request in args[0] if args else kwargs["requests"]:
+                wanted = request.options
+                options = {"activation_fn": wanted.activation, "window": wanted.window, "prompt": wanted.prompt}
+                options = {key: value for key, value in options.items() if value is not None}
+                if wanted.mode == "iterative":
+                    options["iterative"] = True
+                self.calls.append((model, request.query, list(request.documents), options))
+            return
+        if name == "rank":
+            query = args[0] if args else kwargs["query"]
+            documents = args[1] if len(args) > 1 else kwargs["documents"]
+            self.calls.append((model, query, list(documents), options))
+            return
+        inputs = args[0] if args else kwargs["inputs"]
+        pairs = [tuple(inputs)] if isinstance(inputs, (tuple, list)) and isinstance(inputs[0], str) else inputs
+        by_query: dict[str, list[str]] = {}
+        for query, document in pairs:
+            by_query.setdefault(query, []).append(document)
+        options.pop("iterative", None)
+        self.calls.extend((model, query, documents, options) for query, documents in by_query.items())
+
+    def expected(self) -> list[tuple[str, float]]:
+        """(document, score) of every recorded call, by each model's own ``rank`` on the same list."""
+        scored = []
+        self.local.depth = 1  # these calls are the test's, not the example's
+        try:
+            for model, query, documents, options in self.calls:
+                for hit in model.rank(query, documents, **options):
+                    scored.append((documents[hit["corpus_id"]], float(hit["score"])))
+        finally:
+            self.local.depth = 0
+        return scored
+
+    def check(self, printed: str) -> int:
+        """Every score the example printed, and every document or node an adapter returned, is rank's score for
+        that document. Returns how many values were compared."""
+        expected = self.expected()
+        compared = 0
+        for line in printed.splitlines():
+            match = SCORED_LINE.match(line)
+            if match:  # "0.4494  the document's text": that document's score
+                shown, text = match["score"], match["text"]
+                scores = [score for document, score in expected if same_text(document, text)]
+                assert any(close(shown, score) for score in scores), f"{line!r}: rank gives {scores}"
+                compared += 1
+                continue
+            for shown in NUMBER.findall(line):  # any other score: one of the scores rank gives
+                if len(shown.split(".")[1].split("e")[0]) >= 3:
+                    assert any(close(shown, score) for _, score in expected), f"{shown} in {line!r} is no rank score"
+                    compared += 1
+        for text, score in self.returned:
+            scores = [value for document, value in expected if same_text(document, text)]
+            assert any(abs(score - value) <= 1e-6 for value in scores), (text, score, scores)
+            compared += 1
+        return compared
+
+
+def same_text(document: str, shown: str) -> bool:
+    """A scored document and the text an example shows for it (with its metadata, or within a longer line)."""
+    document, shown = document.strip(), shown.strip()
+    return document == shown or (bool(document and shown) and (document in shown or shown in document))
+
+
+def close(shown: str, score: float) -> bool:
+    """``shown`` is ``score`` at the precision it was printed with."""
+    decimals = len(shown.split(".")[1].split("e")[0]) if "." in shown and "e" not in shown else 7
+    return abs(float(shown) - score) <= 0.5 * 10**-decimals + 1e-6 * max(1.0, abs(score))

@@ -26,7 +26,7 @@ from typing import Any
 
 from rerank_plugins.cli.commands import cmd_evaluate, cmd_rank, cmd_tiny_model, register_evaluate
 from rerank_plugins.cli.loading import CommandError, load_model, quiet_loading
-from rerank_plugins.cli.options import _add_model_arguments, _add_window_arguments, _Parser, _positive_int
+from rerank_plugins.cli.options import CommandParser, _add_model_arguments, _add_window_arguments, _positive_int
 from rerank_plugins.cli.rerank_run import cmd_rerank_run, register_rerank_run
 
 __all__ = [
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand; building it imports neither torch nor transformers."""
     from rerank_plugins import __version__
 
-    parser = _Parser(prog="rerank-plugins", description="Published rerankers with their exact scores.")
+    parser = CommandParser(prog="rerank-plugins", description="Published rerankers with their exact scores.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 

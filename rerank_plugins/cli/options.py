@@ -7,13 +7,36 @@ imports neither torch nor transformers.
 from __future__ import annotations
 
 import argparse
+import difflib
 from typing import Any, NoReturn
 
 from rerank_plugins.cli.loading import CommandError, load_model
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with its errors on one line; the usage is one ``--help`` away."""
+class CommandParser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one ``--help`` away), unknown options reported first.
+
+    argparse checks the required options before it looks at the ones it does not know, so a misspelt
+    ``--modle x`` would be reported as "``--model`` is required". Here a first pass with nothing required finds
+    the unknown options and reports them (with the closest known spelling); the real parse follows.
+    """
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        required = [action for action in self._actions if action.required]
+        for action in required:
+            action.required = False
+        try:
+            _, extras = super().parse_known_args(args, argparse.Namespace())
+        finally:
+            for action in required:
+                action.required = True
+        unknown = [arg for arg in extras if arg.startswith("-") and len(arg) > 1 and not arg[1:2].isdigit()]
+        if unknown:
+            known = [option for action in self._actions for option in action.option_strings]
+            close = difflib.get_close_matches(unknown[0].split("=")[0], known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            self.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -26,9 +26,10 @@ from typing import Any, ClassVar, NamedTuple, TypeGuard
 
 import torch
 from sentence_transformers.base.modules import InputModule
-from transformers import AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from rerank_plugins.hub import HUB_OPTION_NAMES, HubOptions
+from rerank_plugins.resolution import FamilyMismatchError
 from rerank_plugins.scoring.truncation import cut_rows, report_truncated, truncated_rows
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,16 @@ def effective_max_length(requested: int | None, default: int, tokenizer: Any, co
     return length
 
 
+def checkpoint_architecture(model_name_or_path: str, kwargs: dict[str, Any]) -> str:
+    """``"BertModel (bert)"``: what a checkpoint's config says it is, for messages."""
+    hub = {key: kwargs[key] for key in ("token", "cache_dir", "revision", "local_files_only") if key in kwargs}
+    try:
+        config = AutoConfig.from_pretrained(model_name_or_path, **hub)
+    except (OSError, ValueError):
+        return "unknown (no readable config.json)"
+    return f"{', '.join(getattr(config, 'architectures', None) or ['?'])} ({config.model_type})"
+
+
 class ScoringModule(InputModule):
     """Base of the family modules: a Hugging Face model, its tokenizer, a maximum length, and options.
 
@@ -130,14 +141,24 @@ class ScoringModule(InputModule):
 
     # -- loading -------------------------------------------------------------------------------------------
     def load_backbone(self, model_name_or_path: str, kwargs: dict[str, Any]) -> PreTrainedModel:
-        """Load with ``auto_class``; a checkpoint missing any weight is an error, never a random init."""
-        model, info = self.auto_class.from_pretrained(model_name_or_path, output_loading_info=True, **kwargs)
+        """Load with ``auto_class``; a checkpoint of another architecture, or missing any weight, is a
+        :class:`~rerank_plugins.resolution.FamilyMismatchError` naming both, never a random init."""
+        try:
+            model, info = self.auto_class.from_pretrained(model_name_or_path, output_loading_info=True, **kwargs)
+        except ValueError as error:
+            if "Unrecognized configuration class" not in str(error):  # transformers: no such model for this config
+                raise
+            raise FamilyMismatchError(
+                self.family, model_name_or_path, checkpoint_architecture(model_name_or_path, kwargs),
+                f" (it loads checkpoints with {self.auto_class.__name__})",
+            ) from None  # fmt: skip
         if info.get("missing_keys"):
             missing = sorted(info["missing_keys"])
-            raise ValueError(
-                f"{model_name_or_path!r} lacks {len(missing)} weight(s) of {type(model).__name__} "
-                f"(e.g. {', '.join(missing[:3])}): they would be random. Is this the right family for it?"
-            )
+            raise FamilyMismatchError(
+                self.family, model_name_or_path, checkpoint_architecture(model_name_or_path, kwargs),
+                f": it lacks {len(missing)} weight(s) of {type(model).__name__} (e.g. {', '.join(missing[:3])}), "
+                "which would be random",
+            )  # fmt: skip
         return model
 
     @staticmethod

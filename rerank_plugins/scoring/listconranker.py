@@ -13,6 +13,7 @@ Sizes are read from the weight shapes, so smaller checkpoints of the same layout
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from sentence_transformers.util import load_file_path
 from torch import nn
@@ -28,12 +30,21 @@ from transformers import AutoModel
 
 from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
 from rerank_plugins.hub import HubOptions
-from rerank_plugins.scoring.base import Encoded, ListRow, ScoringModule, fp32_scores, single_texts
+from rerank_plugins.resolution import FamilyMismatchError
+from rerank_plugins.scoring.base import (
+    Encoded,
+    ListRow,
+    ScoringModule,
+    checkpoint_architecture,
+    fp32_scores,
+    single_texts,
+)
 from rerank_plugins.scoring.padding import length_chunks
 
 LINEAR_IN_FILE = "linear_in_embedding"
 LIST_TRANSFORMER_FILE = "list_transformer"
 TOKENIZE_SLICE = 128  # texts tokenized at once: bounds the tokenizer's memory on long lists
+WEIGHT_ENDS = ("safetensors", "pt")  # the head's weight files: ours, and the authors' torch.save files
 ITERATIVE_KEEP = 20  # the authors' iterative inference stops filtering at 20 passages
 
 
@@ -147,8 +158,19 @@ class ListConRankerScore(ScoringModule):
         self.list_transformer.to(dtype)
 
     def load_backbone(self, model_name_or_path: str, kwargs: dict[str, Any]) -> Any:
-        # Scores read mean-pooled token states: BERT's pooler is never used, so it is neither built nor run.
-        return super().load_backbone(model_name_or_path, {**kwargs, "add_pooling_layer": False})
+        # Scores read mean-pooled token states, never BERT's pooler. It is built when the checkpoint has its weights
+        # (the authors' does): they then load where they belong, with no "UNEXPECTED" load report, and a saved copy
+        # keeps the authors' layout. A checkpoint without them (saved by an earlier version) loads without it.
+        files = file_options(kwargs)
+        if not any(
+            load_file_path(model_name_or_path, f"{LIST_TRANSFORMER_FILE}.{end}", **files) for end in WEIGHT_ENDS
+        ):
+            raise FamilyMismatchError(
+                self.family, model_name_or_path, checkpoint_architecture(model_name_or_path, kwargs),
+                f": it has no ListTransformer weights ({LIST_TRANSFORMER_FILE}.safetensors or .pt)",
+            )  # fmt: skip
+        pooler = has_pooler_weights(model_name_or_path, files)
+        return super().load_backbone(model_name_or_path, {**kwargs, "add_pooling_layer": pooler})
 
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
         super().save(output_path, safe_serialization=safe_serialization)
@@ -252,6 +274,31 @@ class ListConRankerScore(ScoringModule):
         return features
 
 
+def file_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``load_file_path``'s hub options from ``from_pretrained``'s (``cache_dir`` -> ``cache_folder``)."""
+    return {
+        "token": kwargs.get("token"),
+        "revision": kwargs.get("revision"),
+        "cache_folder": kwargs.get("cache_dir"),
+        "local_files_only": bool(kwargs.get("local_files_only", False)),
+    }
+
+
+def has_pooler_weights(model_name_or_path: str, hub: dict[str, Any]) -> bool:
+    """True when the checkpoint's BERT weights include the pooler's (read from the safetensors header or index)."""
+    index = load_file_path(model_name_or_path, "model.safetensors.index.json", **hub)
+    if index is not None:
+        with open(index, encoding="utf-8") as handle:
+            keys: Any = json.load(handle)["weight_map"]
+    else:
+        weights = load_file_path(model_name_or_path, "model.safetensors", **hub)
+        if weights is None:
+            return True  # a pytorch_model.bin: BertModel's own layout, pooler included
+        with safe_open(weights, framework="pt") as handle:
+            keys = list(handle.keys())
+    return any(key.startswith("pooler.") or ".pooler." in key for key in keys)
+
+
 def _load_weights(model_name_or_path: str, name: str, hub: dict[str, Any]) -> dict[str, torch.Tensor]:
     """``name.safetensors`` if the checkpoint has it, else the authors' ``name.pt`` with ``weights_only=True``."""
     path = load_file_path(model_name_or_path, f"{name}.safetensors", **hub)
@@ -292,7 +339,7 @@ def iterative_scores(score_list: Callable[[list[int]], Sequence[float]], count: 
 
 def is_listconranker_checkpoint(info: CheckpointInfo) -> bool:
     """ListConRanker's layout: a BERT checkpoint plus the ListTransformer's weight file."""
-    return any(info.has_file(f"{LIST_TRANSFORMER_FILE}.{suffix}") for suffix in ("safetensors", "pt"))
+    return any(info.has_file(f"{LIST_TRANSFORMER_FILE}.{end}") for end in WEIGHT_ENDS)
 
 
 FAMILY = FamilySpec(

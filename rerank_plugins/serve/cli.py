@@ -179,13 +179,16 @@ def model_specs(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]
 
 def load_models(specs: list[tuple[str, str, dict[str, Any]]], verbose: bool = False) -> dict[str, Any]:
     """Served name -> loaded ``rerank_plugins.CrossEncoder``, for the :func:`model_specs` of the flags."""
-    from rerank_plugins.cli import load_model
+    from rerank_plugins.cli import CommandError, load_model
 
     models = {}
     for name, source, kwargs in specs:
         kwargs = dict(kwargs)
         family, preset = kwargs.pop("family"), kwargs.pop("preset")
-        models[name] = load_model(source, family, preset, verbose=verbose, **kwargs)
+        try:
+            models[name] = load_model(source, family, preset, verbose=verbose, **kwargs)
+        except CommandError as error:  # --family/--preset without NAME= apply to every model: say which failed
+            raise CommandError(f"model {name!r} ({source}): {error}" if len(specs) > 1 else str(error)) from error
     return models
 
 

@@ -28,6 +28,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from rerank_plugins.quiet import quiet_loading
 from rerank_plugins.testing.corpus import TOKENIZER_VOCAB, randomize
 from rerank_plugins.testing.tokenizers import bert_tokenizer, bpe_tokenizer, t5_tokenizer
 
@@ -56,7 +57,8 @@ class BuildSpec:
 def save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, spec: BuildSpec) -> None:
     if spec.dtype is not None:
         model.to(spec.dtype)  # type: ignore[arg-type]
-    model.save_pretrained(spec.path)
+    with quiet_loading():  # no "Writing model shards" bar
+        model.save_pretrained(spec.path)
     tokenizer.save_pretrained(spec.path)
 
 

@@ -9,6 +9,9 @@ add what those cannot express: the objectives the published models were trained 
 - :class:`QueryLikelihoodLoss`: RankingGPT's query likelihood with listed and/or in-batch negatives.
 - :class:`CircleLoss`: ListConRanker's Circle loss over a whole list.
 
+:func:`check_dataset` checks a dataset against a loss (NaN labels, a label column under another name, strings
+where lists belong, ...); ``rerank_plugins.CrossEncoder`` runs it by itself when a trainer is built around it.
+
 Training needs ``accelerate`` and ``datasets``: ``pip install "rerank-plugins[train]"``.
 """
 
@@ -23,6 +26,7 @@ if _MISSING:
         'pip install "rerank-plugins[train]"'
     )
 
+from rerank_plugins.training.checks import check_dataset  # noqa: E402
 from rerank_plugins.training.data import load_distillation_file  # noqa: E402
 from rerank_plugins.training.listconranker import CircleLoss  # noqa: E402
 from rerank_plugins.training.monot5 import (  # noqa: E402
@@ -37,6 +41,7 @@ __all__ = [
     "InRankerDistillationLoss",
     "MonoT5CrossEntropyLoss",
     "QueryLikelihoodLoss",
+    "check_dataset",
     "inranker_features",
     "load_distillation_file",
 ]

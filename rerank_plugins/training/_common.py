@@ -9,6 +9,7 @@ import torch
 from sentence_transformers.cross_encoder import CrossEncoder as STCrossEncoder
 
 from rerank_plugins.scoring.base import ScoringModule
+from rerank_plugins.training.checks import check_batch_labels
 
 ModuleT = TypeVar("ModuleT", bound=ScoringModule)
 
@@ -32,4 +33,5 @@ def label_rows(labels: torch.Tensor | Sequence[torch.Tensor] | None, width: int,
     rows = rows.float().reshape(len(rows), -1)
     if rows.shape[1] != width:
         raise ValueError(f"{loss} expects {width} label values per row, got shape {tuple(rows.shape)}.")
+    check_batch_labels(rows, loss)
     return rows

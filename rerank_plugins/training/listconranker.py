@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from rerank_plugins.scoring.listconranker import ListConRankerScore
 from rerank_plugins.training._common import family_module
+from rerank_plugins.training.checks import check_batch_labels
 
 
 def circle_loss(scores: torch.Tensor, relevant: torch.Tensor, scale: float, margin: float) -> torch.Tensor:
@@ -44,6 +45,9 @@ class CircleLoss(nn.Module):
     0 counts as positive), as sentence-transformers' ``ListNetLoss``.
     """
 
+    needs_labels = True  # read by training.checks.check_dataset
+    document_lists = True
+
     def __init__(self, model: STCrossEncoder, scale: float = 32.0, margin: float = 0.25) -> None:
         super().__init__()
         self.model = model
@@ -58,6 +62,13 @@ class CircleLoss(nn.Module):
         queries, lists = inputs
         if isinstance(labels, torch.Tensor) or len(labels) != len(queries):
             raise ValueError(f"{type(self).__name__} expects one list of labels per query.")
+        for index, documents in enumerate(lists):
+            if isinstance(documents, str) or not isinstance(documents, (list, tuple)):
+                raise TypeError(
+                    f"{type(self).__name__} expects a list of documents per query; row {index} has "
+                    f"{type(documents).__name__} {documents!r:.60}."
+                )
+        check_batch_labels(labels, type(self).__name__)
         sizes = [len(documents) for documents in lists]
         for index, (size, row) in enumerate(zip(sizes, labels, strict=True)):
             if len(row) != size:

@@ -76,6 +76,8 @@ class InRankerDistillationLoss(nn.Module):
         max_length: InRanker's ``max_length`` (their default 512); defaults to the model's ``max_length``.
     """
 
+    needs_labels = True  # read by training.checks.check_dataset
+
     def __init__(self, model: STCrossEncoder, max_length: int | None = None) -> None:
         super().__init__()
         self.model = model
@@ -108,6 +110,8 @@ class MonoT5CrossEntropyLoss(nn.Module):
 
     Dataset columns: ``query``, ``document``, ``label`` (1 = relevant, 0 = not; above 0.5 counts as relevant).
     """
+
+    needs_labels = True  # read by training.checks.check_dataset
 
     def __init__(self, model: STCrossEncoder, eos: bool = True) -> None:
         super().__init__()

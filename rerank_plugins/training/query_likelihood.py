@@ -26,8 +26,11 @@ class QueryLikelihoodLoss(nn.Module):
     reproduced: their generation term also covers the document's tokens, and their KL term to a frozen copy of
     the initial model (a second model in memory); here the generation term is the query likelihood itself.
 
-    Dataset columns: ``query``, ``positive``, then zero or more ``negative_*`` columns; no label.
+    Dataset columns: ``query``, ``positive``, then zero or more ``negative_*`` columns; no label: a dataset with
+    a label column is refused (a label-0 row would train as a positive).
     """
+
+    needs_labels = False  # read by training.checks.check_dataset: a label column is refused
 
     def __init__(
         self,
@@ -52,6 +55,11 @@ class QueryLikelihoodLoss(nn.Module):
     def forward(
         self, inputs: list[list[str]], labels: Any = None, prompt: str | None = None, task: str | None = None
     ) -> torch.Tensor:
+        if labels is not None:
+            raise ValueError(
+                f"{type(self).__name__} does not use labels: every row's first document is its positive. Give it "
+                "(query, positive, *negatives) columns without a label column (and without irrelevant pairs)."
+            )
         if len(inputs) < 2:
             raise ValueError(f"{type(self).__name__} expects (query, positive, *negatives) columns, got {len(inputs)}.")
         queries, columns = list(inputs[0]), [list(column) for column in inputs[1:]]

@@ -28,13 +28,18 @@ def test_rank_prints_a_table_in_the_models_order(
     assert [float(row.split()[2]) for row in rows] == pytest.approx([r["score"] for r in expected], abs=1e-6)
 
 
-def test_rank_json_with_top_k(tiny_paths: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_rank_json_with_top_k(
+    tiny_paths: dict[str, str], load_tiny: Callable, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = ["rank", "--model", tiny_paths["monot5"], "--query", "capital of france", "--top-k", "2", "--json", *DOCS]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["query"] == "capital of france" and len(report["results"]) == 2
-    first, second = report["results"]
-    assert first["rank"] == 1 and first["text"] == DOCS[first["index"]] and first["score"] >= second["score"]
+    expected = load_tiny("monot5").rank("capital of france", DOCS, top_k=2)
+    assert [row["rank"] for row in report["results"]] == [1, 2]
+    assert [row["index"] for row in report["results"]] == [hit["corpus_id"] for hit in expected]
+    assert [row["text"] for row in report["results"]] == [DOCS[hit["corpus_id"]] for hit in expected]
+    assert [row["score"] for row in report["results"]] == pytest.approx([hit["score"] for hit in expected], abs=1e-6)
 
 
 def test_tiny_model_builds_a_loadable_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,6 +111,23 @@ def test_demo_with_a_tiny_model_offline(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert "scores are meaningless" in out and "2 queries, BM25 top 3 re-ranked by a tiny random monoT5" in out
     assert "nDCG@10  BM25 " in out
+    assert demo.main(["--tiny", "--queries", "1", "--depth", "3"]) == 0
+    assert ": 1 query, BM25 top 3 re-ranked" in capsys.readouterr().out  # not "1 queries"
+
+
+def test_demo_names_a_missing_directory_and_a_misspelt_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--model ../nope`` was a hub repo-id error; ``--modle`` was "``--model`` is required" (it has a default)."""
+    from benchmarks import demo
+
+    assert demo.main(["--model", "../nope", "--queries", "1"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("demo: ../nope: no such model directory. "), error
+    with pytest.raises(SystemExit) as stop:
+        demo.main(["--modle", "x"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    unknown = "unrecognized arguments: --modle (did you mean --model?)"
+    assert error == f"benchmarks.demo: error: {unknown} (see benchmarks.demo --help)\n"
 
 
 def test_demo_with_an_unreachable_hub_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import support
 from support import DATA, ROOT
 
 from rerank_plugins import __version__, trec
@@ -170,13 +174,35 @@ def test_an_output_where_nothing_can_be_written(capsys: pytest.CaptureFixture[st
     assert_one_line(capsys.readouterr().err, "/sys/run.trec: cannot write the output there (")
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write in any directory")
-def test_an_output_in_a_read_only_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o555)
-    argv = ["rerank-run", "--model", "acme-labs/never-loaded", "--run", str(SAMPLE), "--output", str(locked / "o")]
-    assert main(argv) == 2
-    assert_one_line(capsys.readouterr().err, f"{locked / 'o'}: cannot write the output there (Permission denied)")
+@contextmanager
+def as_nobody_if_root() -> Iterator[None]:
+    """Root may write in any directory: drop the effective uid to nobody's for the block (the real uid stays root,
+    so it comes back). CI runs as root, where a chmod-ed directory would otherwise prove nothing."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_an_output_in_a_read_only_directory(capsys: pytest.CaptureFixture[str]) -> None:
+    parent = Path(tempfile.mkdtemp(prefix="read-only-output-"))  # world-traversable, unlike pytest's tmp_path
+    try:
+        parent.chmod(0o755)
+        locked = parent / "locked"
+        locked.mkdir(mode=0o555)
+        argv = ["rerank-run", "--model", "acme-labs/never-loaded", "--run", str(SAMPLE), "--output", str(locked / "o")]
+        with as_nobody_if_root():
+            status = main(argv)
+        assert status == 2
+        assert_one_line(capsys.readouterr().err, f"{locked / 'o'}: cannot write the output there (Permission denied)")
+        assert list(locked.iterdir()) == []
+    finally:
+        shutil.rmtree(parent)
 
 
 def test_device_this_machine_lacks_is_one_line(tiny_paths: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,6 +213,24 @@ def test_device_this_machine_lacks_is_one_line(tiny_paths: dict[str, str], capsy
     assert_one_line(capsys.readouterr().err, f"--device {device}: ")
     assert main(["rank", "--model", tiny_paths["monot5"], "--device", "gpu7", "--query", "q", "d"]) == 2
     assert_one_line(capsys.readouterr().err, "--device 'gpu7' is not a device name")
+
+
+@pytest.mark.parametrize(
+    "command", [["rank", "--query", "q", "d"], ["serve"], ["rerank-run", "--run", "r", "--output", "o"]]
+)
+def test_a_misspelt_option_is_reported_before_a_missing_one(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse checks required options first: ``--modle x`` was reported as "the following arguments are required:
+    --model"."""
+    assert main([command[0], "--modle", "x", *command[1:]]) == 2
+    name = command[0]
+    assert_one_line(
+        capsys.readouterr().err,
+        f"rerank-plugins {name}: error: unrecognized arguments: --modle (did you mean --model?)",
+    )
+    assert main(["rank", "--query", "q", "d"]) == 2  # nothing unknown: the missing option is named as before
+    assert_one_line(capsys.readouterr().err, "the following arguments are required: --model")
 
 
 def test_unknown_family_is_one_line(tiny_paths: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -216,7 +260,8 @@ def test_loading_is_quiet_by_default_and_verbose_on_request(tiny_paths: dict[str
     assert quiet.stderr == "" and len(quiet.stdout.splitlines()) == 3
     loud = subprocess.run([*command, "--verbose", "a", "b"], capture_output=True, text=True, timeout=300, env=env)
     assert loud.returncode == 0, loud.stderr
-    assert "Loading weights" in loud.stderr and "LOAD REPORT" in loud.stderr
+    assert "Loading weights" in loud.stderr
+    assert "LOAD REPORT" not in loud.stderr  # ListConRanker's own cause (add_pooling_layer=False) is gone
 
 
 class Recorder(logging.Handler):
@@ -281,7 +326,7 @@ def test_an_unreachable_hub_fails_fast_with_one_line(tmp_path: Path) -> None:
 
 # -- 11b: Ray without usage statistics --------------------------------------------------------------------------
 def test_import_ray_switches_usage_statistics_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("ray.data", reason="Ray Data is not installed")
+    support.require("ray.data", reason="Ray Data is not installed")
     from rerank_plugins import ray as ray_engine
 
     monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)

@@ -7,7 +7,7 @@ user's copy would, without downloading anything.
 from __future__ import annotations
 
 import pytest
-from support import Block, code_blocks, skip_without_optional_modules
+from support import Block, ScoreLedger, code_blocks, skip_without_optional_modules
 
 PAGES = ["docs/integrations/langchain.md", "docs/integrations/llama-index.md"]
 BLOCKS = [block for page in PAGES for block in code_blocks(page) if block.lang in {"python", "py", "bash"}]
@@ -21,8 +21,18 @@ def test_pages_have_tested_python_blocks() -> None:
 
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang != "bash"], ids=str)
-def test_docs_code_block(block: Block, offline_hub: None, llama_index_settings: None) -> None:
+def test_docs_code_block(
+    block: Block,
+    offline_hub: None,
+    llama_index_settings: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each block runs, and every score it prints or an adapter returns is the model's own ``rank`` score."""
     if block.skip_reason:
         pytest.skip(block.skip_reason)
     skip_without_optional_modules(block.code)
+    ledger = ScoreLedger(monkeypatch)
     exec(compile(block.code, str(block), "exec"), {"__name__": "__docs__"})
+    compared = ledger.check(capsys.readouterr().out)
+    assert compared or not ledger.calls, f"{block} scores documents but neither prints nor returns a score"

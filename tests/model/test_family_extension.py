@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import sentence_transformers
+import support
 import torch
 from support import DOCUMENTS, QUERIES
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -172,7 +173,7 @@ def test_the_command_line(plugin_dir: Path, model: CrossEncoder, tiny_paths: dic
 
 
 def test_ray(plugin_dir: Path, model: CrossEncoder, tiny_paths: dict[str, str]) -> None:
-    ray = pytest.importorskip("ray", reason="Ray Data is not installed: pip install 'rerank-plugins[ray]'")
+    ray = support.require("ray", reason="Ray Data is not installed: pip install 'rerank-plugins[ray]'")
     from rerank_plugins import ray as ray_engine
 
     env = _environment(plugin_dir)
@@ -227,3 +228,76 @@ def test_a_spec_is_checked_when_made() -> None:
         FamilySpec("x", module=MonoT5Score, activation="softmax")
     with pytest.raises(TypeError):
         register_family("x")  # type: ignore[arg-type]
+
+
+# -- third-party entry points that cannot be used --------------------------------------------------------------------
+@pytest.fixture
+def bad_entry_points(tmp_path: Path) -> Iterator[str]:
+    """An installed package whose entry points are broken: one imports a missing module, one is named "monot5"."""
+    suffix = "".join(c for c in tmp_path.name.lower() if c.isalnum())[-12:]  # unique: warnings are once a process
+    name, module = f"broken-{suffix}", f"no_such_package_{suffix}"
+    info = tmp_path / "broken_family-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-family\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        f"[rerank_plugins.families]\n{name} = {module}:FAMILY\nmonot5 = {module}:FAMILY\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    importlib.invalidate_caches()
+    yield name
+    sys.path.remove(str(tmp_path))
+    importlib.invalidate_caches()
+
+
+def test_a_broken_entry_point_is_skipped_with_one_warning(
+    bad_entry_points: str, tiny_paths: dict[str, str], tmp_path: Path
+) -> None:
+    """Auto-detected loads and saved-model reloads of built-in families keep working; the warning names it once."""
+    with pytest.warns(RuntimeWarning) as caught:
+        model = CrossEncoder(tiny_paths["monot5"], device="cpu")  # no family=: every family's recogniser is asked
+        model.save(str(tmp_path / "saved"))
+        again = CrossEncoder(str(tmp_path / "saved"), device="cpu")  # a saved model: every family's classes
+    assert model.family == again.family == "monot5"
+    pairs = [(QUERIES[0], document) for document in DOCUMENTS[:3]]
+    np.testing.assert_allclose(again.predict(pairs), model.predict(pairs), atol=1e-6)
+    broken = [str(w.message) for w in caught if bad_entry_points in str(w.message)]
+    assert len(broken) == 1, broken
+    module = bad_entry_points.replace("broken-", "no_such_package_")
+    assert f"entry point {bad_entry_points} = {module}:FAMILY" in broken[0]
+    assert "from broken-family 0.1" in broken[0]
+    assert f"ModuleNotFoundError: No module named '{module}'" in broken[0]
+    # Asked for by name, the family is the error itself, naming the entry point.
+    with pytest.raises(ImportError, match=f"The family '{bad_entry_points}' could not be loaded from its entry point"):
+        CrossEncoder(tiny_paths["monot5"], family=bad_entry_points)
+
+
+def test_an_entry_point_named_like_a_built_in_family_is_a_warning(bad_entry_points: str) -> None:
+    from rerank_plugins.scoring.monot5 import FAMILY as MONOT5
+
+    module = bad_entry_points.replace("broken-", "no_such_package_")
+    with pytest.warns(
+        RuntimeWarning,
+        match=rf"Ignoring the entry point monot5 = {module}:FAMILY .*"
+        r"'monot5' is a built-in family, which an entry point cannot replace",
+    ):
+        names = family_names()
+    assert names.count("monot5") == 1 and get_family("monot5") is MONOT5
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"module": int}, "module= must be an nn.Module subclass"),
+        ({"module": "my_package.Score"}, "module= must be an nn.Module subclass"),
+        ({"build": 5}, "build= must be a function"),
+        ({"module": torch.nn.Identity, "recognize": True}, "recognize= must be a function"),
+        ({"module": torch.nn.Identity, "activation": 5}, "activation= must be a name, a factory or None"),
+        ({"module": torch.nn.Identity, "listwise": "yes"}, "listwise= must be True or False"),
+        ({"module": torch.nn.Identity, "module_classes": (int,)}, "module_classes= must be a tuple of nn.Module"),
+    ],
+    ids=["module-int", "module-str", "build", "recognize", "activation", "listwise", "module-classes"],
+)
+def test_a_wrong_spec_fails_where_it_is_written(fields: dict[str, Any], error: str) -> None:
+    """Not at the first load (``FamilySpec(module=int)`` used to fail there with "int() takes at most 2 arguments")."""
+    with pytest.raises(TypeError, match=f"Family 'x': {error}"):
+        FamilySpec("x", **fields)

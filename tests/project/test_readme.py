@@ -17,7 +17,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from support import ROOT, Block, code_blocks, skip_without_optional_modules, tiny_kind
+from support import ROOT, Block, ScoreLedger, code_blocks, skip_without_optional_modules, tiny_kind
 
 from rerank_plugins import cli
 from rerank_plugins.registry import REGISTRY
@@ -68,9 +68,10 @@ def shell_commands(code: str) -> list[list[str]]:
     return commands
 
 
-def run_cli(words: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    """Run one ``rerank-plugins`` command in-process and check what it printed."""
+def run_cli(words: list[str], capsys: pytest.CaptureFixture[str], ledger: ScoreLedger) -> None:
+    """Run one ``rerank-plugins`` command in-process and check what it printed against the model's ``rank``."""
     assert words[0] == "rerank-plugins", f"untested shell command {shlex.join(words)!r}: mark the block not-tested"
+    ledger.calls.clear()
     status = cli.main(words[1:])
     out = capsys.readouterr().out
     assert status == 0, f"{shlex.join(words)} exited with {status}"
@@ -85,22 +86,37 @@ def run_cli(words: list[str], capsys: pytest.CaptureFixture[str]) -> None:
         expected = len(args.documents) if args.top_k is None else min(args.top_k, len(args.documents))
         assert len(rows) == expected and len({index for index, _, _ in rows}) == expected
         assert all(" ".join(args.documents[index].split())[:80].startswith(text) for index, _, text in rows)
-        scores = [score for _, score, _ in rows]
-        assert scores == sorted(scores, reverse=True)
+        # The model's own rank of the same documents: the same order and the same scores, to the printed digits.
+        (model, query, documents, options), *_ = ledger.calls
+        assert (query, documents) == (args.query, args.documents)
+        ranked = model.rank(query, documents, **options)[:expected]
+        assert [index for index, _, _ in rows] == [hit["corpus_id"] for hit in ranked]
+        assert [score for _, score, _ in rows] == pytest.approx([hit["score"] for hit in ranked], abs=1e-4)
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=str)
-def test_code_block(block: Block, offline_hub: None, llama_index_settings: None, capsys: pytest.CaptureFixture[str]):
+def test_code_block(
+    block: Block,
+    offline_hub: None,
+    llama_index_settings: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each block runs, and every score it prints or returns is the model's own ``rank`` score for that document."""
     if block.skip_reason:
         pytest.skip(block.skip_reason)
+    ledger = ScoreLedger(monkeypatch)
     if block.lang in PYTHON:
         skip_without_optional_modules(block.code)
         exec(compile(block.code, str(block), "exec"), {"__name__": "__readme__"})
+        compared = ledger.check(capsys.readouterr().out)
+        if block.path == "README.md" and ledger.calls:
+            assert compared, f"{block} scores documents but shows no score to compare"
     else:
         commands = shell_commands(block.code)
         assert commands, f"{block}: an empty shell block"
         for words in commands:
-            run_cli(words, capsys)
+            run_cli(words, capsys, ledger)
 
 
 def test_readme_has_the_blocks_it_promises() -> None:

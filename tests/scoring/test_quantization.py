@@ -71,3 +71,18 @@ def test_only_fp32_models_are_quantized(tiny_paths):
     model = load(tiny_paths, "monot5", model_kwargs={"dtype": torch.bfloat16})
     with pytest.raises(ValueError, match="fp32"):
         quantize_int8(model)
+
+
+@pytest.mark.parametrize("kind", ["monot5", "sequence-classification"])
+def test_saving_an_int8_model_is_a_clear_error_before_any_file(tiny_paths, tmp_path, kind):
+    """int8 layers cannot be saved (it failed deep inside with "'torch.dtype' object has no attribute 'data_ptr'")."""
+    model = quantize_int8(load(tiny_paths, kind))
+    for save in (model.save, model.save_pretrained):
+        with pytest.raises(ValueError, match=r"This model is int8-quantized \(quantize_int8\).*save the model before"):
+            save(str(tmp_path / "int8"))
+        assert not (tmp_path / "int8").exists()  # refused before sentence-transformers wrote anything
+    fp32 = load(tiny_paths, kind)
+    fp32.save(str(tmp_path / "fp32"))  # the documented way: save before quantizing, quantize after loading
+    again = quantize_int8(CrossEncoder(str(tmp_path / "fp32"), device="cpu"))
+    pairs = [(QUERIES[0], d) for d in DOCUMENTS]
+    np.testing.assert_allclose(again.predict(pairs), model.predict(pairs), atol=1e-6)

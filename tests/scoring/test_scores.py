@@ -160,11 +160,7 @@ def test_iterative_inference_follows_the_authors(tiny_paths, load_tiny):
     words = " ".join(DOCUMENTS).split()
     passages = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 25))) for _ in range(57)]
     query = QUERIES[0]
-
-    def score_list(texts: list[str]) -> list[float]:
-        return model.predict([(query, t) for t in texts]).tolist()
-
-    expected, removed = reference.iterative_reference(score_list, passages)
+    expected, removed = reference.iterative_reference(tiny_paths["listconranker"], query, passages)
     assert removed == [12, 10, 10, 10]  # 57 -> 45 -> 35 -> 25 -> 15: four filtering rounds, then the last 15
     got = model.iterative_scores(query, passages)
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
@@ -173,6 +169,27 @@ def test_iterative_inference_follows_the_authors(tiny_paths, load_tiny):
     ranking = model.rank(query, passages, iterative=True, return_documents=True)
     assert [r["corpus_id"] for r in ranking] == sorted(range(57), key=lambda i: -got[i])
     assert all(r["text"] == passages[r["corpus_id"]] for r in ranking)
+
+
+def test_iterative_inference_removes_exact_ties_of_the_cut_together(tiny_paths, load_tiny):
+    """15 texts, 3 copies each: 45 passages, and every cut (10 of 45, of 33, of 21) falls inside a group of copies.
+
+    Copies score exactly alike, so the authors' rule removes the whole group (12, not 10, per round). Without it a
+    group would be split across rounds and its copies would get scores one round apart."""
+    model = load_tiny("listconranker")
+    rng = random.Random(5)
+    words = " ".join(DOCUMENTS).split()
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 25))) for _ in range(15)]
+    passages = [text for text in texts for _ in range(3)]
+    rng.shuffle(passages)
+    query = QUERIES[1]
+    expected, removed = reference.iterative_reference(tiny_paths["listconranker"], query, passages)
+    assert removed == [12, 12, 12]  # 45 -> 33 -> 21 -> 9: each cut of 10 grew to the end of its group of 3
+    got = model.iterative_scores(query, passages)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    for text in texts:  # every group of copies: one score, so one round
+        scores = {got[i] for i, passage in enumerate(passages) if passage == text}
+        assert len(scores) == 1, (text, scores)
 
 
 def test_iterative_keys_by_index_not_text(load_tiny):

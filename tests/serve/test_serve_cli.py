@@ -52,6 +52,26 @@ def test_models_families_and_presets_by_name(monkeypatch: pytest.MonkeyPatch) ->
         model_specs(build_parser().parse_args(["serve", "--model", "x=a", "--model", "x=b"]))
 
 
+def test_a_preset_for_every_model_names_the_model_it_does_not_fit(
+    tiny_paths: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--preset`` without ``NAME=`` applies to every model: the one it does not fit is named, with the preset's
+    family and the checkpoint's architecture (it was transformers' "Unrecognized configuration class ...")."""
+    from rerank_plugins.cli import main
+
+    listcon = tiny_paths["listconranker"]
+    argv = ["serve", "--model", tiny_paths["monot5"], "--preset", "unicamp-dl/InRanker-base",
+            "--model", f"listcon={listcon}", "--port", str(free_port())]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(
+        f"rerank-plugins: error: model 'listcon' ({listcon}): preset 'unicamp-dl/InRanker-base' "
+        f"(family 'monot5') does not fit the model {listcon!r}: its architecture is BertModel (bert)"
+    )
+    assert "Unrecognized" not in err and "hub" not in err
+
+
 def test_limits_from_flags_and_the_api_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RERANK_PLUGINS_API_KEY", "from-env")
     args = build_parser().parse_args(["serve", "--model", "m", "--max-documents", "50", "--max-batch-wait-ms", "0"])

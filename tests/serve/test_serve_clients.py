@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import support
 from support import DOCUMENTS, KIND_FAMILY, QUERIES
 
 from rerank_plugins.serve import ServeSettings, create_app
 from rerank_plugins.serve.testing import serve_in_thread
 
-cohere = pytest.importorskip(
+cohere = support.require(
     "cohere", reason='the HTTP clients are not installed: pip install "rerank-plugins[test-clients]"'
 )
 
@@ -61,7 +62,7 @@ def test_cohere_sdk_reports_a_wrong_key(url: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_langchain_cohere_rerank_in_a_compression_retriever(url: str, load_tiny: Callable, kind: str) -> None:
-    pytest.importorskip("langchain_cohere")
+    support.require("langchain_cohere")
     from langchain_classic.retrievers import ContextualCompressionRetriever
     from langchain_cohere import CohereRerank
     from langchain_core.documents import Document
@@ -80,7 +81,7 @@ def test_langchain_cohere_rerank_in_a_compression_retriever(url: str, load_tiny:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_llama_index_cohere_and_tei_postprocessors(url: str, load_tiny: Callable, kind: str) -> None:
-    pytest.importorskip("llama_index.postprocessor.cohere_rerank")
+    support.require("llama_index.postprocessor.cohere_rerank")
     from llama_index.core.schema import NodeWithScore, TextNode
     from llama_index.postprocessor.cohere_rerank import CohereRerank
     from llama_index.postprocessor.tei_rerank import TextEmbeddingInference

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import support
 from support import DOCUMENTS, QUERIES
 
 from rerank_plugins.serve import ServeSettings, create_app
@@ -94,7 +95,7 @@ def _near_ties(got: list[tuple[int, float]], expected: list[tuple[int, float]]) 
 
 def test_fuzzed_requests_never_get_a_5xx(load_tiny: Callable) -> None:
     """Schemathesis draws requests from the OpenAPI schema (valid and not); every answer is below 500."""
-    schemathesis = pytest.importorskip("schemathesis", reason='pip install "rerank-plugins[test-clients]"')
+    schemathesis = support.require("schemathesis", reason='pip install "rerank-plugins[test-clients]"')
     from hypothesis import HealthCheck, given, settings, strategies
 
     app = create_app({"m": load_tiny("sequence-classification")}, ServeSettings(max_documents=50))

@@ -18,12 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
+import support
 from support import DOCUMENTS, QUERIES, ROOT, code_blocks, free_port
 
 from rerank_plugins.cli import build_parser
 
-pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'rerank-plugins[ray-serve]'")
-yaml = pytest.importorskip("yaml")  # a dependency of ray
+support.require("ray.serve", reason="Ray Serve is not installed: pip install 'rerank-plugins[ray-serve]'")
+yaml = support.require("yaml")  # a dependency of ray
 
 from rerank_plugins.serve.ray_serve import (  # noqa: E402  (after the skip: it needs ray.serve)
     DEPLOYMENT_NAME,

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import support
 import torch
 from datasets import Dataset
 from sentence_transformers import CrossEncoder as STCrossEncoder
@@ -359,7 +360,7 @@ def test_trained_model_ranks_through_the_cli_and_both_adapters(
     assert [r["score"] for r in results] == pytest.approx([r["score"] for r in expected], abs=1e-6)
     by_text = {NEGATIVES[r["corpus_id"]]: r["score"] for r in expected}
 
-    pytest.importorskip("langchain_core")
+    support.require("langchain_core")
     from langchain_core.documents import Document
 
     from rerank_plugins.langchain import RerankCompressor
@@ -369,7 +370,7 @@ def test_trained_model_ranks_through_the_cli_and_both_adapters(
     )
     assert {d.page_content: d.metadata["relevance_score"] for d in compressed} == pytest.approx(by_text, abs=1e-6)
 
-    pytest.importorskip("llama_index.core")
+    support.require("llama_index.core")
     from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
     from rerank_plugins.llama_index import RerankPostprocessor

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import support
 from support import DATA
 
 from rerank_plugins import ray as ray_engine
@@ -18,8 +19,8 @@ from rerank_plugins import trec
 from rerank_plugins.cli import main
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats probes of cloud metadata addresses
-ray = pytest.importorskip("ray", reason="Ray Data is not installed: pip install 'rerank-plugins[ray]'")
-pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'rerank-plugins[ray]'")
+ray = support.require("ray", reason="Ray Data is not installed: pip install 'rerank-plugins[ray]'")
+support.require("ray.data", reason="Ray Data is not installed: pip install 'rerank-plugins[ray]'")
 
 SAMPLE = DATA / "dl19-sample.json"
 
