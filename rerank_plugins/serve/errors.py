@@ -1,4 +1,8 @@
-"""Every error as one JSON shape (``message``, ``error``, ``error_type``, ``field``), never an HTML page or a 500."""
+"""Every error as one JSON shape (``message``, ``error``, ``error_type``, ``field``), never an HTML page.
+
+A bad request is a 4xx that says what is wrong with it; a 500 (the model failed) also says
+``Connection: close``, so that a kept-alive client does not send its next request into a closed connection.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +42,26 @@ def error_body(message: str, error_type: str, field: str | None = None) -> dict[
 def error_response(
     status: int, message: str, error_type: str, field: str | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
+    """The JSON error answer; a 500, or a 408 (the body did not arrive), closes the connection."""
+    if status in (408, 500):
+        headers = {**(headers or {}), "Connection": "close"}
     return JSONResponse(error_body(message, error_type, field), status_code=status, headers=headers)
+
+
+def _unparsable(cause: BaseException | None) -> str:
+    """Why FastAPI could not parse a JSON body (it says only "There was an error parsing the body")."""
+    if isinstance(cause, RecursionError):
+        return "the request body is valid JSON but nested too deeply to read; send documents as a flat list"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the request body is not valid JSON in UTF-8: byte {cause.start} is not UTF-8"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return f"the request body has a number too long to read ({cause})"
+    return "the request body is not valid JSON in UTF-8"
+
+
+def _json_content_type(value: str | None) -> bool:
+    kind = (value or "").split(";")[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 def _field(location: Sequence[Any]) -> str | None:
@@ -70,6 +93,16 @@ def install_handlers(app: FastAPI) -> None:
         # A union (a string or a {"text": ...} object) fails once per member: the deepest is the telling one.
         first = max(problems, key=lambda problem: len(problem.get("loc", ())))
         kind = str(first.get("type", ""))
+        declared = request.headers.get("content-type")
+        if isinstance(error.body, bytes) and error.body and not _json_content_type(declared):
+            given = f"'Content-Type: {declared}'" if declared else "no Content-Type"
+            return error_response(
+                415,
+                f"the request body must be JSON sent with 'Content-Type: application/json' (got {given}); with curl, "
+                "add -H 'Content-Type: application/json'",
+                "content_type",
+                "Content-Type",
+            )
         if kind == "json_invalid":
             reason = (first.get("ctx") or {}).get("error", "")
             return error_response(400, f"the request body is not valid JSON: {reason}".rstrip(": "), "json")
@@ -91,7 +124,7 @@ def install_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         message = error.detail if isinstance(error.detail, str) else str(error.detail)
         if error.status_code == 400 and "pars" in message.lower():  # FastAPI: a body it could not decode
-            message = "the request body is not valid JSON in UTF-8"
+            message = _unparsable(error.__cause__)
         kind = {401: "authentication", 404: "not_found", 405: "method", 413: "payload_too_large"}.get(
             error.status_code, "http"
         )
