@@ -98,15 +98,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _serve_with_uvicorn(config: Any) -> int:
     try:
+        import fastapi  # noqa: F401  (the [serve] extra: checked before anything loads)
+
         from rerank_plugins.serve import server
-        from rerank_plugins.serve.app import create_app
     except ImportError as error:
         raise CommandError(f"serving needs the [serve] extra: pip install 'rerank-plugins[serve]' ({error})") from error
+    from rerank_plugins.loading import check_model_source
+
+    for model in config.models:  # a path that is not a model is one line before torch loads
+        check_model_source(model.source)
     try:  # taken before the models load (seconds), and kept: nobody can take it meanwhile
         sock = server.bind(config.host, config.port)
     except OSError as error:
         raise CommandError(_port_taken(config, error)) from None
     try:
+        from rerank_plugins.serve.app import create_app
+
         app = create_app(config)
         for name, model in app.state.service.models.items():
             print(f"rerank-plugins: serving {name!r} ({model.family}) at http://{config.host}:{config.port}",

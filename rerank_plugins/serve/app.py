@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import Response
 
+from rerank_plugins.loading import ModelSourceError
 from rerank_plugins.serve.config import ServeConfig
 from rerank_plugins.serve.errors import install_handlers
 from rerank_plugins.serve.guard import Guard
@@ -118,8 +119,7 @@ def create_app(
     if models is not None and config.models:
         raise ValueError("create_app: give the models either in config.models or as models=, not both")
     if models is None:
-        verbose = config.log_level == "debug"
-        models = {spec.name: spec.load(verbose) for spec in config.models}
+        models = _load(config)
     if not models:
         raise ValueError("create_app needs at least one model (config.models, or models=).")
     for name, model in models.items():
@@ -160,6 +160,19 @@ def create_app(
             **extra,
         )
     return app
+
+
+def _load(config: ServeConfig) -> dict[str, Any]:
+    """Every model of ``config``, loaded; with several, an error says which one failed."""
+    models = {}
+    for spec in config.models:
+        try:
+            models[spec.name] = spec.load(verbose=config.log_level == "debug")
+        except ModelSourceError as error:
+            if len(config.models) == 1:
+                raise
+            raise ModelSourceError(f"model {spec.name!r} ({spec.source}): {error}") from error
+    return models
 
 
 def _version() -> str:

@@ -59,6 +59,10 @@ def _unparsable(cause: BaseException | None) -> str:
     return "the request body is not valid JSON in UTF-8"
 
 
+_WRONG_TYPE = frozenset({"string_type", "model_type", "model_attributes_type", "dict_type"})
+"""Pydantic's errors of a union member that the input is not (a string where an object is)."""
+
+
 def _json_content_type(value: str | None) -> bool:
     kind = (value or "").split(";")[0].strip().lower()
     return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
@@ -90,8 +94,9 @@ def install_handlers(app: FastAPI) -> None:
         problems = list(error.errors())
         if not problems:
             return error_response(422, "the request body is not valid", "validation")
-        # A union (a string or a {"text": ...} object) fails once per member: the deepest is the telling one.
-        first = max(problems, key=lambda problem: len(problem.get("loc", ())))
+        # A union (a string or a {"text": ...} object) fails once per member: the deepest is the telling one, and
+        # of equally deep ones, a check of ours (a value error) tells more than "should be a valid string".
+        first = max(problems, key=lambda problem: (len(problem.get("loc", ())), problem.get("type") not in _WRONG_TYPE))
         kind = str(first.get("type", ""))
         declared = request.headers.get("content-type")
         if isinstance(error.body, bytes) and error.body and not _json_content_type(declared):
@@ -108,6 +113,8 @@ def install_handlers(app: FastAPI) -> None:
             return error_response(400, f"the request body is not valid JSON: {reason}".rstrip(": "), "json")
         field = _field(first.get("loc", ()))
         message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        if kind == "string_unicode":  # pydantic, on a dictionary key it cannot read
+            message = "a field name or value is not valid Unicode text (it has a lone surrogate)"
         if kind == "missing" and field:
             message = "a required field is missing"
         text = f"{field}: {message}" if field else f"the request body is not valid: {message}"

@@ -128,6 +128,8 @@ def replicas(value: Any) -> tuple[int, int]:
 
 def named(value: Any) -> tuple[str | None, str]:
     """``"NAME=VALUE"`` -> (NAME, VALUE); ``"VALUE"`` -> (None, VALUE). Neither part may be empty."""
+    if isinstance(value, tuple) and len(value) == 2:  # already read (a flag's value, read again)
+        value = value[1] if value[0] is None else f"{value[0]}={value[1]}"
     text = _text(value).strip()
     name, sep, rest = text.partition("=")
     if not sep:

@@ -261,29 +261,33 @@ def test_concurrent_requests_share_one_core_call(load_tiny: Callable, monkeypatc
     assert_ranked_like(first[0].json()["results"], model.rank(QUERY, DOCUMENTS[:2]), "relevance_score")
 
 
-def test_listwise_requests_share_a_call_and_each_list_stays_whole(
-    load_tiny: Callable, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("kind", ["listconranker", "sequence-classification"])
+def test_requests_with_one_query_share_a_call_and_each_list_stays_whole(
+    load_tiny: Callable, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    model = load_tiny("listconranker", max_length=512)
+    """Issue 17, item 3: concurrent requests with the same query text and other documents are never merged or
+    split (a listwise model's list is exactly the request's), yet they share one call of the request core."""
+    model = load_tiny(kind, max_length=512)
     gate = Gate(model, monkeypatch)
     app = create_app(ServeConfig(queue=QueueOptions(max_wait_ms=20)), models={"m": model})
+    lists = [DOCUMENTS[:3], DOCUMENTS[3:7], DOCUMENTS[2:7]]
     with serve_in_thread(app) as url:
         first: list[httpx.Response] = []
         threads = [_post_in_thread(f"{url}/v2/rerank", {"query": QUERY, "documents": DOCUMENTS[:2]}, first)]
         assert gate.entered.wait(10)
-        answers: list[list[httpx.Response]] = [[], [], []]
+        answers: list[list[httpx.Response]] = [[] for _ in lists]
         threads += [
-            _post_in_thread(f"{url}/v2/rerank", {"query": QUERY, "documents": DOCUMENTS[: 3 + i]}, answers[i])
-            for i in range(3)
+            _post_in_thread(f"{url}/v2/rerank", {"query": QUERY, "documents": documents}, answers[i])
+            for i, documents in enumerate(lists)
         ]
-        _wait_until(lambda: app.state.service.queues["m"].pending_pairs == 2 + 3 + 4 + 5)
+        _wait_until(lambda: app.state.service.queues["m"].pending_pairs == 2 + sum(map(len, lists)))
         gate.open.set()
         for thread in threads:
             thread.join(30)
-    assert gate.calls == [2, 3 + 4 + 5]  # same query, three lists, one call of the request core
+    assert gate.calls == [2, sum(map(len, lists))]  # same query, three lists, one call of the request core
     monkeypatch.undo()
-    for i in range(3):  # ... and each list was scored as exactly itself, never merged with the others
-        assert_ranked_like(answers[i][0].json()["results"], model.rank(QUERY, DOCUMENTS[: 3 + i]), "relevance_score")
+    for documents, answer in zip(lists, answers, strict=True):  # ... and each list scored as exactly itself
+        assert_ranked_like(answer[0].json()["results"], model.rank(QUERY, documents), "relevance_score")
 
 
 def test_full_queue_is_503_with_retry_after(load_tiny: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
