@@ -34,20 +34,14 @@ __all__ = [
     "score_requests",
 ]
 
-_LAZY = {
-    "Scored": "rerank_plugins.core.ranking",
-    "rank_requests": "rerank_plugins.core.ranking",
-    "score_requests": "rerank_plugins.core.ranking",
-    "QueueFull": "rerank_plugins.core.queue",
-    "QueueOptions": "rerank_plugins.core.queue",
-    "QueueStopped": "rerank_plugins.core.queue",
-    "RequestQueue": "rerank_plugins.core.queue",
-}
-
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    if name in ("Scored", "rank_requests", "score_requests"):
+        from rerank_plugins.core import ranking
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(ranking, name)
+    if name in ("QueueFull", "QueueOptions", "QueueStopped", "RequestQueue"):
+        from rerank_plugins.core import queue
+
+        return getattr(queue, name)
     raise AttributeError(f"module 'rerank_plugins.core' has no attribute {name!r}")

@@ -12,7 +12,6 @@ options with :meth:`ServeConfig.from_options`); :func:`create_app` the FastAPI a
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from rerank_plugins.serve.config import RayOptions, ServeConfig, ServedModel
@@ -34,16 +33,19 @@ if TYPE_CHECKING:
     from rerank_plugins.serve.app import create_app
     from rerank_plugins.serve.settings import BatchingOptions, ServeSettings
 
-# Imported on first use, so that `rerank-plugins --help` never loads FastAPI.
-_LAZY = {
-    "create_app": "rerank_plugins.serve.app",
-    "QueueOptions": "rerank_plugins.core.queue",
-    "BatchingOptions": "rerank_plugins.serve.settings",
-    "ServeSettings": "rerank_plugins.serve.settings",
-}
-
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    # Imported on first use, so that `rerank-plugins --help` never loads FastAPI.
+    if name == "create_app":
+        from rerank_plugins.serve.app import create_app
+
+        return create_app
+    if name == "QueueOptions":
+        from rerank_plugins.core.queue import QueueOptions
+
+        return QueueOptions
+    if name in ("BatchingOptions", "ServeSettings"):
+        from rerank_plugins.serve import settings
+
+        return getattr(settings, name)
     raise AttributeError(f"module 'rerank_plugins.serve' has no attribute {name!r}")

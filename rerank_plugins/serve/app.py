@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from rerank_plugins.loading import ModelSourceError
 from rerank_plugins.serve.config import ServeConfig
@@ -63,7 +63,7 @@ class Route:
     summary: str
     response_model: Any = None
     responses: dict[int | str, dict[str, Any]] = field(default_factory=lambda: dict(_ERRORS))
-    response_class: type[Response] | None = None
+    response_class: type[Response] = JSONResponse
 
 
 ROUTES: tuple[Route, ...] = (
@@ -148,7 +148,6 @@ def create_app(
     install_handlers(app)
     app.add_middleware(Guard, config=config, draining=app.state.draining)
     for route in ROUTES:
-        extra = {"response_class": route.response_class} if route.response_class is not None else {}
         app.add_api_route(
             route.path,
             route.handler,
@@ -157,7 +156,7 @@ def create_app(
             response_model=route.response_model,
             response_model_exclude_none=True,
             responses=route.responses,
-            **extra,
+            response_class=route.response_class,
         )
     return app
 

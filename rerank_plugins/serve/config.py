@@ -113,7 +113,7 @@ class RayOptions:
 
 
 def _positive(name: str, value: Any, kind: type | tuple[type, ...] = int) -> None:
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:  # type: ignore[operator]
         raise ValueError(f"{name} must be a positive {'integer' if kind is int else 'number'}, got {value!r}.")
 
 
@@ -254,14 +254,17 @@ def _models(given: Mapping[str, Any]) -> tuple[ServedModel, ...]:
     families = _per_model(given.get("family") or (), names, "family")
     presets = _per_model(given.get("preset") or (), names, "preset")
     dtype = given.get("dtype")
-    common = {
-        "device": given.get("device"),
-        "dtype": None if dtype in (None, "auto") else dtype,
-        "max_length": given.get("max_length"),
-        "trust_remote_code": bool(given.get("trust_remote_code")),
-    }
     return tuple(
-        ServedModel(name, source, family=families.get(name), preset=presets.get(name), **common)
+        ServedModel(
+            name,
+            source,
+            family=families.get(name),
+            preset=presets.get(name),
+            device=given.get("device"),
+            dtype=None if dtype in (None, "auto") else dtype,
+            max_length=given.get("max_length"),
+            trust_remote_code=bool(given.get("trust_remote_code")),
+        )
         for name, source in specs
     )
 

@@ -191,7 +191,7 @@ def run(config: ServeConfig) -> None:
 
     level = config.log_level.upper()
     logging.getLogger("ray.serve").setLevel(level)
-    ray.init(address=address, include_dashboard=False, logging_level=level,
+    ray.init(address=address, include_dashboard=False, logging_level=logging.getLevelName(level),
              log_to_driver=config.log_level in ("info", "debug"))  # fmt: skip
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs a SIGTERM handler of its own
