@@ -6,6 +6,7 @@ A bad request is a 4xx that says what is wrong with it; a 500 (the model failed)
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,8 +55,8 @@ def _unparsable(cause: BaseException | None) -> str:
         return "the request body is valid JSON but nested too deeply to read; send documents as a flat list"
     if isinstance(cause, UnicodeDecodeError):
         return f"the request body is not valid JSON in UTF-8: byte {cause.start} is not UTF-8"
-    if isinstance(cause, ValueError) and "digits" in str(cause):
-        return f"the request body has a number too long to read ({cause})"
+    if isinstance(cause, ValueError) and "digits" in str(cause):  # Python's limit on int() of a long string
+        return f"the request body has a number too long to read (more than {sys.get_int_max_str_digits()} digits)"
     return "the request body is not valid JSON in UTF-8"
 
 
