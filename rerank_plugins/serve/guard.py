@@ -1,13 +1,12 @@
-"""What runs before any parsing, for every HTTP request: shutdown, the API key, then the body's time and size.
+"""What runs before any parsing, for every HTTP request: the API key, then the body's time and size.
 
 Under uvicorn, load is shed earlier still (``ServeConfig.max_connections``: a 503 before this guard runs) and the
 headers have ``read_timeout`` to arrive (``rerank_plugins.serve.server``). Here:
 
-1. while the server shuts down, a request still reading its body is answered 503 at once (so that a stalled
-   upload never holds up the shutdown);
-2. the API key, compared as bytes (a key with non-ASCII characters, sent as UTF-8, matches);
-3. the body: at most ``max_body_bytes`` (413) within ``read_timeout`` seconds (408), read whole, then replayed to
-   the application.
+1. the API key, compared as bytes (a key with non-ASCII characters, sent as UTF-8, matches);
+2. the body: at most ``max_body_bytes`` (413) within ``read_timeout`` seconds (408), read whole, then replayed to
+   the application; once the server is shutting down, a request still sending its body is answered 503 at once
+   (so that a stalled upload never holds up the shutdown).
 """
 
 from __future__ import annotations

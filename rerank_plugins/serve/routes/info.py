@@ -18,7 +18,7 @@ async def models(request: HttpRequest) -> ModelList:
             created=service.created,
             family=str(getattr(model, "family", "unknown")),
             listwise=bool(getattr(model, "is_listwise", False)),
-            max_length=model.max_length if isinstance(getattr(model, "max_length", None), int) else None,
+            max_length=_max_length(model),
         )
         for name, model in service.models.items()
     ]
@@ -39,3 +39,9 @@ async def metrics(request: HttpRequest) -> Response:
     """Requests, pairs, latency and scoring-call histograms, queue depth (Prometheus text format)."""
     service = RerankService.of(request)
     return Response(service.metrics.render(service.queues), media_type=service.metrics.content_type)
+
+
+def _max_length(model: object) -> int | None:
+    """Tokens per input, as the model truncates (sentence-transformers' ``max_seq_length``)."""
+    value = getattr(model, "max_seq_length", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
