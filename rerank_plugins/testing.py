@@ -39,8 +39,6 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from rerank_plugins.testing_kinds import FAMILY_BUILDERS as FAMILY_BUILDERS  # re-exported: the kinds built here
-
 CORPUS = [
     "Query: what is the capital of france Document: Paris is the capital and largest city of France. Relevant: true",
     "Query: how do vaccines work Document: The stock market fell sharply on Monday. Relevant: false",
@@ -56,6 +54,17 @@ CORPUS = [
     "Relevant documents answer the query; irrelevant ones talk about something else entirely.",
     "0 1 2 3 4 5 6 7 8 9 10 100 1000 2019 2020 % $ , . ; : ! ? ' \" ( ) - _ / & #",
 ]
+
+FAMILY_BUILDERS: dict[str, str] = {
+    "monot5": "T5ForConditionalGeneration with the pieces ▁true/▁false",
+    "sequence-classification": "BertForSequenceClassification, 1 label (R*-like)",
+    "sequence-classification-2": "BertForSequenceClassification, 2 labels",
+    "deberta": "DebertaV2ForSequenceClassification, 1 label (DistillRankNET-like)",
+    "query-likelihood": "BloomForCausalLM (RankingGPT-bloom-like)",
+    "llama": "LlamaForCausalLM without a pad token (RankingGPT-llama2-like)",
+    "listconranker": "BertModel + linear_in_embedding.pt + list_transformer.pt (ListConRanker layout)",
+}
+"""What ``build_tiny_model(kind, ...)`` builds for each kind."""
 
 TINY_SIZES: dict[str, dict[str, Any]] = {
     "monot5": {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4},

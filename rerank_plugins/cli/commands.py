@@ -57,13 +57,11 @@ def _native_stdout_silenced() -> Iterator[None]:
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
-    from rerank_plugins.testing_kinds import FAMILY_BUILDERS  # no torch: a wrong kind is one line at once
+    from rerank_plugins.testing import FAMILY_BUILDERS, build_tiny_model
 
     if args.family not in FAMILY_BUILDERS:
         raise CommandError(f"unknown kind {args.family!r} for tiny-model --family; choose from "
                            f"{', '.join(FAMILY_BUILDERS)}")  # fmt: skip
-    from rerank_plugins.testing import build_tiny_model
-
     with _native_stdout_silenced(), quiet_loading(args.verbose):
         path = build_tiny_model(args.family, args.directory, seed=args.seed)
     print(path)

@@ -44,7 +44,7 @@ LAYERS: dict[str, tuple[int, tuple[str, ...]]] = {
     # frontends: each turns its own input into requests.
     "frontends": (4, ("adapters", "langchain", "llama_index", "haystack", "trec", "ray", "serve")),
     # beside the frontends: training objectives and offline test models (no frontend imports them).
-    "tools": (4, ("training", "testing", "testing_kinds")),
+    "tools": (4, ("training", "testing")),
     # the command line, on top of everything.
     "cli": (5, ("cli", "__main__")),
 }
