@@ -19,23 +19,16 @@ import pytest
 from transformers.utils import logging as hf_logging
 
 from rerank_plugins import CrossEncoder
-from rerank_plugins.testing import FAMILY_BUILDERS, build_tiny_model
+from rerank_plugins.testing import build_tiny_model, tiny_models
 
 hf_logging.disable_progress_bar()
 
 DATA = Path(__file__).parent / "data"
 
-# kind -> the family= that loads it (None: detected from the checkpoint itself)
+# kind -> the family= that loads it (None: detected from the checkpoint itself), from the families' own tiny models
 KIND_FAMILY: dict[str, str | None] = {
-    "monot5": None,
-    "sequence-classification": None,
-    "sequence-classification-2": "sequence-classification",
-    "deberta": "sequence-classification",
-    "query-likelihood": "query-likelihood",
-    "llama": "query-likelihood",
-    "listconranker": None,
+    kind: None if model.detected else spec.name for kind, (spec, model) in tiny_models().items()
 }
-assert set(KIND_FAMILY) == set(FAMILY_BUILDERS)
 
 
 def import_inranker() -> ModuleType:

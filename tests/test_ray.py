@@ -106,3 +106,18 @@ def test_both_functions_take_the_same_actor_options_and_refuse_others(local_ray:
     assert ray_engine.ActorOptions.__optional_keys__ == {
         "model_kwargs", "batch_size", "concurrency", "num_gpus", "num_cpus", "listwise"
     }  # fmt: skip
+
+
+def test_two_queries_with_the_same_text_stay_two_lists(local_ray: Any, tiny_paths: dict[str, str]) -> None:
+    """A listwise model on Ray: each qid is one request, whatever its query text; each equals rank on its own list."""
+    from rerank_plugins import CrossEncoder
+
+    local = CrossEncoder(tiny_paths["listconranker"], device="cpu")
+    query = "what is the capital of france"
+    texts = {"q1": ["Paris is the capital of France.", "Lyon is in France.", "A recipe for bread."],
+             "q2": ["The stock market fell.", "Paris is a city.", "Berlin is in Germany.", "Rain falls."]}  # fmt: skip
+    jobs = [trec.Job(qid, query, [f"{qid}-{i}" for i in range(len(t))], t, []) for qid, t in texts.items()]
+    remote = dict(ray_engine.rerank_jobs(tiny_paths["listconranker"], jobs, model_kwargs={"device": "cpu"}))
+    for job in jobs:
+        expected = {job.docids[r["corpus_id"]]: r["score"] for r in local.rank(query, job.texts)}
+        assert dict(remote[job.qid]) == pytest.approx(expected, abs=1e-6)
