@@ -39,8 +39,9 @@ LAYERS: dict[str, tuple[int, tuple[str, ...]]] = {
     "families": (1, ("families", "scoring", "quantization")),
     # the request core: the one scoring loop and the queue of concurrent requests.
     "core": (2, ("core",)),
-    # the model: CrossEncoder, the package's root (which re-exports it), loading one for a frontend.
-    "model": (3, ("cross_encoder", "", "loading")),
+    # the model: CrossEncoder, the package's root (which re-exports it), sentence-transformers' evaluator with a
+    # listwise model, loading one for a frontend.
+    "model": (3, ("cross_encoder", "", "evaluation", "loading")),
     # frontends: each turns its own input into requests.
     "frontends": (4, ("adapters", "langchain", "llama_index", "haystack", "trec", "ray", "serve")),
     # beside the frontends: training objectives and offline test models (no frontend imports them).
