@@ -19,7 +19,7 @@ from typing import Any
 
 from rerank_plugins.core.queue import QueueOptions
 from rerank_plugins.core.requests import RunOptions
-from rerank_plugins.serve.options import API_KEY_ENV, ENGINES, LOG_LEVELS, OptionError, read_options
+from rerank_plugins.serve.options import API_KEY_ENV, ENGINES, LOG_LEVELS, OPTION_NAMES, OptionError, read_options
 
 _DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -199,46 +199,47 @@ class ServeConfig:
         given = read_options(dict(values))
         environ = os.environ if environ is None else environ
 
-        def get(name: str, default: Any = None) -> Any:
+        def get(name: str) -> Any:
+            """The option's value, or its default (the table's)."""
             value = given.get(name)
-            return default if value is None else value
+            return OPTION_NAMES[name].default if value is None else value
 
         models = _models(given)
-        api_key = get("api_key") or environ.get(API_KEY_ENV) or None
-        run = RunOptions(batch_size=get("batch_size"), batch_tokens=get("max_batch_tokens", 32768))
-        queue_values = {"max_call_pairs": 256, "max_wait_ms": 5.0, "max_queue_pairs": 20000}
         try:
-            queue = QueueOptions(**{name: get(name, default) for name, default in queue_values.items()}, run=run)
+            run = RunOptions(batch_size=get("batch_size"), batch_tokens=get("max_batch_tokens"))
+            queue = QueueOptions(
+                max_call_pairs=get("max_call_pairs"),
+                max_wait_ms=get("max_wait_ms"),
+                max_queue_pairs=get("max_queue_pairs"),
+                run=run,
+            )
             ray = RayOptions(
-                replicas=get("replicas", (1, 1)),
-                target_ongoing_requests=get("target_ongoing_requests", 2.0),
-                max_ongoing_requests=get("max_ongoing_requests", 64),
-                replica_cpus=get("replica_cpus", 1.0),
+                replicas=get("replicas"),
+                target_ongoing_requests=get("target_ongoing_requests"),
+                max_ongoing_requests=get("max_ongoing_requests"),
+                replica_cpus=get("replica_cpus"),
                 replica_gpus=get("replica_gpus"),
                 address=get("ray_address"),
             )
-            limits = {
-                name: given[name]
-                for name in (
-                    "max_documents",
-                    "max_body_bytes",
-                    "max_pair_chars",
-                    "request_timeout",
-                    "read_timeout",
-                    "max_connections",
-                    "host",
-                    "port",
-                    "log_level",
-                    "engine",
-                )
-                if given.get(name) is not None
-            }
-            return cls(models=models, api_key=api_key, queue=queue, ray=ray, **limits)
-        except ValueError as error:
-            text = str(error).rstrip(".")
-            option, sep, problem = text.partition(" ")
-            option = option.split("(")[0].strip(":")
-            raise OptionError(option, problem if sep else text) from None
+            return cls(
+                models=models,
+                api_key=get("api_key") or environ.get(API_KEY_ENV) or None,
+                max_documents=get("max_documents"),
+                max_body_bytes=get("max_body_bytes"),
+                max_pair_chars=get("max_pair_chars"),
+                request_timeout=get("request_timeout"),
+                read_timeout=get("read_timeout"),
+                max_connections=get("max_connections"),
+                queue=queue,
+                host=get("host"),
+                port=get("port"),
+                log_level=get("log_level"),
+                engine=get("engine"),
+                ray=ray,
+            )
+        except ValueError as error:  # a check across options; each message starts with the option's name
+            option, _, problem = str(error).rstrip(".").partition(" ")
+            raise OptionError(option.split("(")[0].rstrip(":"), problem) from None
 
 
 def _models(given: Mapping[str, Any]) -> tuple[ServedModel, ...]:

@@ -9,7 +9,8 @@ can run out of file descriptors under a flood of such connections. Here (the app
   :class:`~rerank_plugins.serve.guard.Guard`): a 408 and the connection closed; an idle kept-alive connection is
   closed after uvicorn's 5 s;
 - on SIGTERM or Ctrl-C: no new connections, requests still sending their body answered 503 at once, requests being
-  scored finish (each within ``request_timeout``); the shutdown waits at most ``request_timeout`` + 5 s.
+  scored finish (each within ``request_timeout``); the shutdown waits at most the larger of ``request_timeout``
+  and ``read_timeout``, plus 5 s.
 """
 
 from __future__ import annotations

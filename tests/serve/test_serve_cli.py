@@ -20,7 +20,7 @@ from conftest import DOCUMENTS, QUERIES, free_port
 
 from rerank_plugins.cli import CommandError, build_parser
 from rerank_plugins.cli.serve import config_from_flags
-from rerank_plugins.serve import ServedModel
+from rerank_plugins.serve import ServeConfig, ServedModel
 
 ROOT = Path(__file__).parents[2]
 
@@ -55,6 +55,12 @@ def test_models_families_and_presets_by_name(monkeypatch: pytest.MonkeyPatch) ->
         parsed("--model", "a", "--family", "c=monot5")
     with pytest.raises(CommandError, match=r"^--model: the name 'x' is given twice"):
         parsed("--model", "x=a", "--model", "x=b")
+
+
+def test_the_options_defaults_are_the_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RERANK_PLUGINS_API_KEY", raising=False)
+    assert parsed("--model", "m") == ServeConfig(models=[ServedModel("m", "m")])
+    assert ServeConfig.from_options({"model": "m"}) == ServeConfig(models=[ServedModel("m", "m")])
 
 
 def test_limits_from_flags_and_the_api_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
