@@ -1,6 +1,6 @@
 """``python -m benchmarks.serve``: throughput and latency of ``rerank-plugins serve``, with and without batching.
 
-It starts the server as its own process (on 127.0.0.1) twice, with dynamic batching (``--max-batch-wait-ms``,
+It starts the server as its own process (on 127.0.0.1) twice, with dynamic batching (``--max-wait-ms``,
 default 5) and without it (0), and on each sends real TREC DL19 queries with their BM25 passages to
 ``POST /v1/rerank``: first one request at a time, then from ``--clients`` concurrent clients. It prints requests
 and pairs per second, the speed-up against one request at a time, and p50/p99 latency, and checks that every
@@ -57,7 +57,7 @@ def start_server(
         f"m={model}",
         "--port",
         str(port),
-        "--max-batch-wait-ms",
+        "--max-wait-ms",
         str(wait_ms),
         "--batch-size",
         str(args.batch_size),
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=8, help="requests per client")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--wait-ms", type=float, default=5.0, help="--max-batch-wait-ms of the batching server")
+    parser.add_argument("--wait-ms", type=float, default=5.0, help="--max-wait-ms of the batching server")
     parser.add_argument(
         "--ray-replicas",
         type=int,

@@ -8,6 +8,15 @@ from typing import Any
 import numpy as np
 
 
+class InputError(ValueError):
+    """A ``ValueError`` about one part of a request (``field``: ``"query"``, ``"documents"``...), so that a frontend
+    can say which part is at fault (the server: a 4xx naming the field)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def validate_pairs(inputs: Sequence[Any]) -> None:
     """Reject what would otherwise be scored silently wrong, naming the offending pair."""
     for index, pair in enumerate(inputs):

@@ -11,8 +11,8 @@ Building the parser imports neither torch nor transformers, so that ``--help``, 
 argument errors answer at once; the model's libraries are imported when a command loads a model. A user's
 mistake is one line on stderr and exit status 2, checked before the model loads and before anything is scored.
 
-The subcommands live in ``commands`` (rank, tiny-model, evaluate) and ``rerank_run``; ``loading`` loads models
-and ``options`` holds the shared arguments.
+The subcommands live in ``commands`` (rank, tiny-model, evaluate), ``rerank_run`` and ``serve``; ``loading`` loads
+models and ``options`` holds the shared arguments.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from rerank_plugins.cli.commands import cmd_evaluate, cmd_rank, cmd_tiny_model, 
 from rerank_plugins.cli.loading import CommandError, load_model, quiet_loading
 from rerank_plugins.cli.options import CommandParser, _add_model_arguments, _add_window_arguments, _positive_int
 from rerank_plugins.cli.rerank_run import cmd_rerank_run, register_rerank_run
+from rerank_plugins.cli.serve import register as register_serve
 
 __all__ = [
     "EXTRA_COMMANDS",
@@ -72,9 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_rerank_run(commands)
     register_evaluate(commands)
-    from rerank_plugins.serve.cli import register as register_serve  # no torch/FastAPI until `serve` runs
-
-    register_serve(commands)
+    register_serve(commands)  # no torch or FastAPI until `serve` runs
     for register in EXTRA_COMMANDS:
         register(commands)
     return parser

@@ -10,7 +10,7 @@ import logging
 import sys
 from typing import Any
 
-from rerank_plugins.cli.loading import CommandError, _check_device, _check_model_name
+from rerank_plugins.cli.loading import CommandError, check_device, check_model_source
 from rerank_plugins.cli.options import (
     _add_model_arguments,
     _add_window_arguments,
@@ -124,7 +124,7 @@ def cmd_rerank_run(args: argparse.Namespace) -> int:
 
     try:
         _check_window_arguments(args)
-        _check_model_name(args.model)
+        check_model_source(args.model)
         tag = trec.check_tag(args.tag or trec.default_tag(args.model))
         trec.check_writable(args.output)
         jobs = _read_jobs(args)
@@ -136,7 +136,7 @@ def cmd_rerank_run(args: argparse.Namespace) -> int:
     todo = [job for job in jobs if job.qid not in writer.done]
     if todo:
         if args.engine == "local":
-            _check_device(args.device)  # a Ray cluster's devices are the workers', not this machine's
+            check_device(args.device)  # a Ray cluster's devices are the workers', not this machine's
         rank_kwargs = _rank_options(args)
         engine = _ray_results if args.engine == "ray" else _local_results
         results = engine(args, todo, rank_kwargs)

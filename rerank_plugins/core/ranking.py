@@ -31,7 +31,7 @@ from tqdm.autonotebook import tqdm
 
 from rerank_plugins.cache import request_key
 from rerank_plugins.core import batching
-from rerank_plugins.core.requests import Ranking, Request, RunOptions
+from rerank_plugins.core.requests import Cancelled, Ranking, Request, RunOptions
 from rerank_plugins.scoring.base import Encoded, ListRow, encodes_rows
 from rerank_plugins.scoring.truncation import truncation_report
 from rerank_plugins.windows import aggregate, first_tokens, split_document
@@ -246,6 +246,8 @@ def _forward(
         kwargs = {}
     out = []
     for batch in tqdm(batches, desc="Batches", disable=not run.show_progress_bar):
+        if run.cancelled is not None and run.cancelled():
+            raise Cancelled("the call was cancelled before its next forward batch")
         features = batch_to_device(encoder.collate([encoded[i] for i in batch]), device)
         scores = model(features, **kwargs)["scores"].float()  # low-precision logits cast before any activation
         out.append((batch, [scores] if listwise else list(scores)))

@@ -75,16 +75,23 @@ class RunOptions:
         batch_tokens: the padded tokens per forward on an accelerator when ``batch_size`` is None.
         device: where to score (the model moves there, as in sentence-transformers); None: where it is.
         show_progress_bar: a progress bar over the batches.
+        cancelled: asked before each forward batch; once it returns True the call stops with :class:`Cancelled`
+            (the server's queue: every request of the call has been abandoned by its client).
     """
 
     batch_size: int | None = None
     batch_tokens: int = 32_768
     device: Any = None
     show_progress_bar: bool = False
+    cancelled: Callable[[], bool] | None = None
 
     def __post_init__(self) -> None:
         check_positive("batch_size", self.batch_size, optional=True)
         check_positive("batch_tokens", self.batch_tokens)
+
+
+class Cancelled(Exception):
+    """A call stopped between two forward batches because its :attr:`RunOptions.cancelled` said so."""
 
 
 @dataclass(frozen=True)

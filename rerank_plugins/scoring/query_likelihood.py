@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 from transformers import AutoModelForCausalLM
 
+from rerank_plugins.checks import InputError
 from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
 from rerank_plugins.scoring.base import Encoded, Pair, ScoringModule, fp32_scores
 from rerank_plugins.scoring.padding import length_chunks
@@ -79,10 +80,11 @@ class QueryLikelihoodScore(ScoringModule):
         """
         budget = self.max_length - self.template_length - query_length - 10
         if budget <= 0:
-            raise ValueError(
+            raise InputError(
                 f"The query {query[:60]!r} has {query_length} tokens, which leaves no room for the document within "
                 f"max_length={self.max_length} (the authors' budget: max_length - {self.template_length} template "
-                "tokens - query tokens - 10). Pass a larger max_length or a shorter query."
+                "tokens - query tokens - 10). Pass a larger max_length or a shorter query.",
+                field="query",
             )
         return budget
 

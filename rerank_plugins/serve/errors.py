@@ -1,7 +1,12 @@
-"""Every error as one JSON shape (``message``, ``error``, ``error_type``, ``field``), never an HTML page or a 500."""
+"""Every error as one JSON shape (``message``, ``error``, ``error_type``, ``field``), never an HTML page.
+
+A bad request is a 4xx that says what is wrong with it; a 500 (the model failed) also says
+``Connection: close``, so that a kept-alive client does not send its next request into a closed connection.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +43,30 @@ def error_body(message: str, error_type: str, field: str | None = None) -> dict[
 def error_response(
     status: int, message: str, error_type: str, field: str | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
+    """The JSON error answer; a 500, or a 408 (the body did not arrive), closes the connection."""
+    if status in (408, 500):
+        headers = {**(headers or {}), "Connection": "close"}
     return JSONResponse(error_body(message, error_type, field), status_code=status, headers=headers)
+
+
+def _unparsable(cause: BaseException | None) -> str:
+    """Why FastAPI could not parse a JSON body (it says only "There was an error parsing the body")."""
+    if isinstance(cause, RecursionError):
+        return "the request body is valid JSON but nested too deeply to read; send documents as a flat list"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the request body is not valid JSON in UTF-8: byte {cause.start} is not UTF-8"
+    if isinstance(cause, ValueError) and "digits" in str(cause):  # Python's limit on int() of a long string
+        return f"the request body has a number too long to read (more than {sys.get_int_max_str_digits()} digits)"
+    return "the request body is not valid JSON in UTF-8"
+
+
+_WRONG_TYPE = frozenset({"string_type", "model_type", "model_attributes_type", "dict_type"})
+"""Pydantic's errors of a union member that the input is not (a string where an object is)."""
+
+
+def _json_content_type(value: str | None) -> bool:
+    kind = (value or "").split(";")[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 def _field(location: Sequence[Any]) -> str | None:
@@ -67,14 +95,27 @@ def install_handlers(app: FastAPI) -> None:
         problems = list(error.errors())
         if not problems:
             return error_response(422, "the request body is not valid", "validation")
-        # A union (a string or a {"text": ...} object) fails once per member: the deepest is the telling one.
-        first = max(problems, key=lambda problem: len(problem.get("loc", ())))
+        # A union (a string or a {"text": ...} object) fails once per member: the deepest is the telling one, and
+        # of equally deep ones, a check of ours (a value error) tells more than "should be a valid string".
+        first = max(problems, key=lambda problem: (len(problem.get("loc", ())), problem.get("type") not in _WRONG_TYPE))
         kind = str(first.get("type", ""))
+        declared = request.headers.get("content-type")
+        if isinstance(error.body, bytes) and error.body and not _json_content_type(declared):
+            given = f"'Content-Type: {declared}'" if declared else "no Content-Type"
+            return error_response(
+                415,
+                f"the request body must be JSON sent with 'Content-Type: application/json' (got {given}); with curl, "
+                "add -H 'Content-Type: application/json'",
+                "content_type",
+                "Content-Type",
+            )
         if kind == "json_invalid":
             reason = (first.get("ctx") or {}).get("error", "")
             return error_response(400, f"the request body is not valid JSON: {reason}".rstrip(": "), "json")
         field = _field(first.get("loc", ()))
         message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        if kind == "string_unicode":  # pydantic, on a dictionary key it cannot read
+            message = "a field name or value is not valid Unicode text (it has a lone surrogate)"
         if kind == "missing" and field:
             message = "a required field is missing"
         text = f"{field}: {message}" if field else f"the request body is not valid: {message}"
@@ -91,7 +132,7 @@ def install_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         message = error.detail if isinstance(error.detail, str) else str(error.detail)
         if error.status_code == 400 and "pars" in message.lower():  # FastAPI: a body it could not decode
-            message = "the request body is not valid JSON in UTF-8"
+            message = _unparsable(error.__cause__)
         kind = {401: "authentication", 404: "not_found", 405: "method", 413: "payload_too_large"}.get(
             error.status_code, "http"
         )

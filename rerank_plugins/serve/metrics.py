@@ -21,7 +21,7 @@ _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
 class Metrics:
-    """Requests, pairs, latency, batch sizes and queue depth, as ``rerank_plugins_*`` series."""
+    """Requests, pairs, latency, scoring calls and queue depth, as ``rerank_plugins_*`` series."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -42,25 +42,29 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
-        self.batch_pairs = Histogram(
-            "rerank_plugins_batch_pairs", "Pairs per predict call.", ["model"], buckets=_SIZES, registry=r
+        self.call_pairs = Histogram(
+            "rerank_plugins_call_pairs", "Pairs per scoring call.", ["model"], buckets=_SIZES, registry=r
         )
-        self.batch_requests = Histogram(
-            "rerank_plugins_batch_requests", "Requests sharing one predict call.", ["model"], buckets=_SIZES, registry=r
+        self.call_requests = Histogram(
+            "rerank_plugins_call_requests", "Requests sharing one scoring call.", ["model"], buckets=_SIZES, registry=r
         )
-        self.batch_seconds = Histogram(
-            "rerank_plugins_batch_seconds", "Time of one predict call.", ["model"], buckets=_LATENCY, registry=r
+        self.call_seconds = Histogram(
+            "rerank_plugins_call_seconds", "Time of one scoring call.", ["model"], buckets=_LATENCY, registry=r
         )
-        self.queue_pairs = Gauge("rerank_plugins_queue_pairs", "Pairs queued or being scored.", ["model"], registry=r)
+        self.queue_pairs = Gauge(
+            "rerank_plugins_queue_pairs", "Pairs queued or being scored for clients that wait.", ["model"], registry=r
+        )
         self.in_flight = Gauge("rerank_plugins_requests_in_flight", "Rerank requests being answered.", registry=r)
 
-    def observe_batch(self, model: str, pairs: int, requests: int, seconds: float) -> None:
+    def observe_call(self, model: str, pairs: int, requests: int, seconds: float) -> None:
+        """One scoring call of a model's queue (``rerank_plugins.core.queue.CallObserver``)."""
         self.pairs.labels(model).inc(pairs)
-        self.batch_pairs.labels(model).observe(pairs)
-        self.batch_requests.labels(model).observe(requests)
-        self.batch_seconds.labels(model).observe(seconds)
+        self.call_pairs.labels(model).observe(pairs)
+        self.call_requests.labels(model).observe(requests)
+        self.call_seconds.labels(model).observe(seconds)
 
-    def render(self, engines: dict[str, Any]) -> bytes:
-        for name, engine in engines.items():
-            self.queue_pairs.labels(name).set(engine.pending_pairs)
+    def render(self, queues: dict[str, Any]) -> bytes:
+        """The text format, with each queue's live pairs read now."""
+        for name, queue in queues.items():
+            self.queue_pairs.labels(name).set(queue.pending_pairs)
         return generate_latest(self.registry)

@@ -1,30 +1,42 @@
 """Ray Serve: the application of :func:`~rerank_plugins.serve.create_app` in replicas behind Ray's HTTP proxy.
 
-Each replica loads every served model and runs the very app that ``rerank-plugins serve`` runs under uvicorn:
-the same endpoints, dynamic batching, limits and API key. Ray's proxy spreads requests over the replicas, and
-its autoscaler keeps their number between the bounds of ``--replicas MIN:MAX``.
+Each replica loads every served model and runs the very app that uvicorn runs (the same routes, queues, limits
+and API key). Ray's proxy spreads requests over the replicas, and its autoscaler keeps their number between the
+bounds of ``RayOptions.replicas``. Two ways in, one :class:`~rerank_plugins.serve.ServeConfig`:
 
-Two ways in, one code path (:func:`build_application`):
+- ``rerank-plugins serve --engine ray ...``: :func:`run` deploys :func:`build_application` and keeps it up;
+- Ray's own ``serve run`` / config files: :func:`app` is an application builder whose ``args`` are the serve
+  options (``model: [...]``, ``max_documents: 500``, ``replicas: "1:4"``), read by ``ServeConfig.from_options``.
 
-- ``rerank-plugins serve --engine ray --replicas 2 --model unicamp-dl/InRanker-base`` (see ``cli.py``);
-- Ray's own ``serve run`` with an import path or a config file: :func:`app` is an application builder whose
-  ``args`` are the ``rerank-plugins serve`` flags (``model: [...]``, ``max_documents: 500``, ``replicas: "1:4"``).
+On SIGTERM, :func:`run` first replaces the replicas by ones that answer 503 (``Retry-After``) while the old ones
+finish their requests, so that a request arriving during the shutdown gets a 503, never Ray's 404 for a route
+that is gone.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
+
+from rerank_plugins.serve.config import ServeConfig
+from rerank_plugins.serve.options import OptionError
 
 DEPLOYMENT_NAME = "RerankServer"
 """The deployment's name, as a config file's ``deployments:`` section names it to override its options."""
 APPLICATION_NAME = "rerank-plugins"
 MIN_RAY = (2, 60)
 """The oldest Ray this module is tested with (the floor of the ``[ray-serve]`` extra)."""
+RAY_OWN_OPTIONS = ("engine", "host", "port", "ray_address")
+"""Serve options that Ray Serve sets itself when it runs the builder (``http_options``, ``serve run``'s flags)."""
+
+
+class RayServeError(RuntimeError):
+    """Ray Serve could not run the application; the message is one line."""
 
 
 def import_serve() -> Any:
@@ -43,68 +55,98 @@ def import_serve() -> Any:
     return serve
 
 
-def deployment_options(args: argparse.Namespace, request_timeout: float) -> dict[str, Any]:
-    """``serve.deployment`` options from the flags: replicas (fixed or autoscaled) and each replica's share."""
-    low, high = args.replicas
+def deployment_options(config: ServeConfig, draining: bool = False) -> dict[str, Any]:
+    """``serve.deployment`` options: replicas (fixed or autoscaled) and each replica's share of the machine. A
+    draining deployment is one replica that reserves nothing (it only answers 503)."""
+    ray = config.ray
     options: dict[str, Any] = {
         "name": DEPLOYMENT_NAME,
-        # Ray's default (5) would hold requests at the proxy that the replica's own batcher could already be
-        # batching; the replica's queue bound (503 + Retry-After) stays the limit that clients see.
-        "max_ongoing_requests": args.max_ongoing_requests,
+        # Ray's default (5) would hold requests at the proxy that the replica's own queue could already be
+        # gathering; the replica's queue bound (503 + Retry-After) stays the limit that clients see.
+        "max_ongoing_requests": ray.max_ongoing_requests,
         # Time for the requests in flight to finish when a replica is stopped (scale-down, redeploy, shutdown).
-        "graceful_shutdown_timeout_s": request_timeout + 5,
-        "ray_actor_options": {"num_cpus": args.replica_cpus, "num_gpus": _replica_gpus(args)},
+        "graceful_shutdown_timeout_s": config.request_timeout + 5,
+        "ray_actor_options": {"num_cpus": ray.replica_cpus, "num_gpus": _replica_gpus(config)},
     }
-    if low == high:
+    low, high = ray.replicas
+    if draining:
+        options.update(num_replicas=1, ray_actor_options={"num_cpus": 0, "num_gpus": 0})
+    elif low == high:
         options["num_replicas"] = low
     else:
         options["autoscaling_config"] = {
             "min_replicas": low,
             "max_replicas": high,
-            "target_ongoing_requests": args.target_ongoing_requests,
+            "target_ongoing_requests": ray.target_ongoing_requests,
         }
     return options
 
 
-def _replica_gpus(args: argparse.Namespace) -> float:
-    """GPUs reserved per replica: ``--replica-gpus``, else one when ``--device`` asks for CUDA (Ray hides every
-    GPU from an actor that reserved none), else none."""
-    if args.replica_gpus is not None:
-        return float(args.replica_gpus)
-    return 1.0 if (args.device or "").startswith("cuda") else 0.0
+def _replica_gpus(config: ServeConfig) -> float:
+    """GPUs reserved per replica: ``RayOptions.replica_gpus``, else one when a model's device is CUDA (Ray hides
+    every GPU from an actor that reserved none), else none."""
+    if config.ray.replica_gpus is not None:
+        return float(config.ray.replica_gpus)
+    return 1.0 if any((model.device or "").startswith("cuda") for model in config.models) else 0.0
 
 
-def build_application(args: argparse.Namespace) -> Any:
-    """The Ray Serve application for parsed ``rerank-plugins serve`` flags; models load in each replica.
+class RerankServer:
+    """One replica: ``create_app(config)`` (its models loaded here), or while draining an app that answers 503.
 
-    Every check that needs no model runs here, in the caller, so that a mistake is one line before Ray starts.
-    """
-    from rerank_plugins.serve.cli import build_settings, load_models, model_specs
+    Ray asks :meth:`check_health` every few seconds."""
 
+    def __init__(self, config: ServeConfig, draining: bool = False) -> None:
+        self.config = config
+        self.draining = draining
+        self.built: Any = None
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from rerank_plugins.serve.app import create_app
+
+        self.built = draining_app(self.config) if self.draining else create_app(self.config)
+        return self.built
+
+    def check_health(self) -> None:
+        service = getattr(getattr(self.built, "state", None), "service", None)
+        down = [name for name, queue in service.queues.items() if not queue.alive] if service is not None else []
+        if down:
+            raise RuntimeError(f"the queue of {down} has stopped")
+
+
+def draining_app(config: ServeConfig) -> Any:
+    """An ASGI app that answers every request 503 with ``Retry-After``: the replicas of a server shutting down."""
+    from rerank_plugins.serve.errors import error_response
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        if scope["type"] != "http":
+            return
+        response = error_response(
+            503, "the server is shutting down; retry on another server or later", "unavailable",
+            headers={"Retry-After": str(config.retry_after)},
+        )  # fmt: skip
+        await response(scope, receive, send)
+
+    return app
+
+
+def build_application(config: ServeConfig, draining: bool = False) -> Any:
+    """The Ray Serve application for ``config``; the models load in each replica (every check that needs no model
+    has run when the config was made)."""
     serve = import_serve()
     try:
-        from rerank_plugins.serve.app import create_app
+        import rerank_plugins.serve.app  # noqa: F401  (the replicas need it: fail here, in one line, without it)
     except ImportError as error:
         raise ImportError(f"serving needs the [serve] extra: pip install 'rerank-plugins[serve]' ({error})") from None
-    settings = build_settings(args)
-    specs = model_specs(args)
-    verbose = args.log_level == "debug"
-
-    def build_asgi_app() -> Any:
-        # Runs in each replica, once, when Ray starts it: load the models there, then the same app as uvicorn's.
-        return create_app(load_models(specs, verbose), settings)
-
-    class RerankServer:
-        """One replica: its app is built by ``build_asgi_app``; Ray asks ``check_health`` every few seconds."""
-
-        def check_health(self) -> None:
-            engines = self.app.state.engines  # type: ignore[attr-defined]  # `app`: what build_asgi_app built
-            down = [name for name, engine in engines.items() if not engine.alive]
-            if down:
-                raise RuntimeError(f"the batching worker of {down} has stopped")
-
-    deployment = serve.deployment(serve.ingress(build_asgi_app)(RerankServer))
-    return deployment.options(**deployment_options(args, settings.request_timeout)).bind()
+    if not config.models:
+        raise ValueError("the Ray Serve application needs at least one model (ServeConfig.models)")
+    deployment = serve.deployment(serve.ingress()(RerankServer))
+    return deployment.options(**deployment_options(config, draining)).bind(config, draining)
 
 
 def replica_failure(serve: Any) -> str | None:
@@ -119,36 +161,76 @@ def replica_failure(serve: Any) -> str | None:
     return reason if sep and "." in kind and " " not in kind else lines[-1]
 
 
-def parse_builder_args(values: Mapping[str, Any]) -> argparse.Namespace:
-    """The ``rerank-plugins serve`` flags from a ``serve run`` builder's ``args`` (a config file's mapping, or
-    ``key=value`` strings): ``model: [a, b]`` is ``--model a --model b``, ``true`` a bare flag, ``false`` none."""
-    from rerank_plugins.cli import build_parser
-
-    argv = ["serve"]
-    for key, value in values.items():
-        flag = "--" + str(key).replace("_", "-")
-        if flag in ("--engine", "--host", "--port", "--ray-address"):
-            raise ValueError(f"{key}: set by Ray Serve here (the config's http_options, or `serve run`'s flags)")
-        for item in value if isinstance(value, list) else [value]:
-            if item is True or str(item).lower() == "true":
-                argv.append(flag)
-            elif item is not False and str(item).lower() != "false":
-                argv += [flag, str(item)]
-    errors = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(errors):
-            return build_parser().parse_args(argv)
-    except SystemExit:
-        message = errors.getvalue().strip().splitlines()[-1] if errors.getvalue().strip() else "invalid arguments"
-        raise ValueError(f"rerank-plugins Ray Serve application: {message}") from None
-
-
-def app(args: dict[str, Any]) -> Any:
+def app(args: Mapping[str, Any]) -> Any:
     """Ray Serve application builder: ``serve run rerank_plugins.serve.ray_serve:app model=NAME=PATH``, or
-    ``import_path: rerank_plugins.serve.ray_serve:app`` in a config file with the serve flags as ``args``."""
-    from rerank_plugins.cli import CommandError
-
+    ``import_path: rerank_plugins.serve.ray_serve:app`` in a config file with the serve options as ``args``."""
+    for key in args:
+        if str(key).replace("-", "_") in RAY_OWN_OPTIONS:
+            raise ValueError(f"{key}: set by Ray Serve here (the config's http_options, or `serve run`'s flags)")
     try:
-        return build_application(parse_builder_args(args))
-    except CommandError as error:
+        return build_application(ServeConfig.from_options(args))
+    except OptionError as error:
         raise ValueError(f"rerank-plugins Ray Serve application: {error}") from None
+
+
+def run(config: ServeConfig) -> None:
+    """Deploy the application (to a local Ray unless ``config.ray.address`` or ``$RAY_ADDRESS``), print where it
+    listens, and keep it up until SIGINT/SIGTERM; then drain it (see the module's docstring) and stop."""
+    serve = import_serve()
+    application = build_application(config)
+    address = config.ray.address or os.environ.get("RAY_ADDRESS")
+    if not address:  # the replicas run on this machine: the mistakes they would find, found now, in a second
+        from rerank_plugins.loading import check_device, check_model_source
+
+        for model in config.models:
+            check_device(model.device)
+            check_model_source(model.source)
+    import logging
+
+    import ray
+
+    level = config.log_level.upper()
+    logging.getLogger("ray.serve").setLevel(level)
+    ray.init(address=address, include_dashboard=False, logging_level=logging.getLevelName(level),
+             log_to_driver=config.log_level in ("info", "debug"))  # fmt: skip
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs a SIGTERM handler of its own
+        signal.signal(number, lambda *_: stop.set())
+    try:
+        serve.start(http_options={"host": config.host, "port": config.port}, logging_config={"log_level": level})
+        try:
+            serve.run(application, name=APPLICATION_NAME, route_prefix="/", logging_config={"log_level": level})
+        except RuntimeError as error:  # a replica could not start: its models did not load
+            reason = replica_failure(serve) or str(error).splitlines()[0]
+            raise RayServeError(f"Ray Serve could not start the replicas: {reason}") from error
+        status = serve.status().applications[APPLICATION_NAME].deployments[DEPLOYMENT_NAME]
+        running = status.replica_states.get("RUNNING", 0)
+        low, high = config.ray.replicas
+        bounds = f"{low}" if low == high else f"{low}..{high}, autoscaled"
+        print(
+            f"rerank-plugins: serving {', '.join(model.name for model in config.models)} on Ray Serve, "
+            f"{running} replica(s) running ({bounds}), at http://{config.host}:{config.port}",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop.wait()
+        print("rerank-plugins: shutting down Ray Serve (replicas drain their requests)", file=sys.stderr, flush=True)
+        _drain(serve, config)
+        if address:
+            # Serve itself stays up on a cluster given by address: only this application goes.
+            serve.delete(APPLICATION_NAME)
+    finally:
+        ray.shutdown()
+
+
+def _drain(serve: Any, config: ServeConfig) -> None:
+    """Replace the replicas by one that answers 503 (Ray stops the old ones the graceful way: no new requests,
+    those in flight finish, up to ``graceful_shutdown_timeout_s``), and wait until the old ones are gone. The route
+    stays, so that nothing arriving meanwhile gets Ray's 404."""
+    serve.run(build_application(config, draining=True), name=APPLICATION_NAME, route_prefix="/")
+    deadline = time.monotonic() + config.request_timeout + 30
+    while time.monotonic() < deadline:
+        deployment = serve.status().applications[APPLICATION_NAME].deployments[DEPLOYMENT_NAME]
+        if set(deployment.replica_states) <= {"RUNNING"} and deployment.replica_states.get("RUNNING", 0) == 1:
+            return
+        time.sleep(0.2)

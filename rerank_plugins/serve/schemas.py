@@ -4,6 +4,7 @@
   ``{"text": ...}`` objects, ``top_n``, ``return_documents``).
 - ``POST /v2/rerank``: Cohere's v2 rerank API (``documents`` as strings, ``max_tokens_per_doc``).
 - ``POST /rerank``: text-embeddings-inference's rerank API (``texts``, ``raw_scores``, ``return_text``).
+- ``POST /score``, ``/v1/score``: vLLM's score API (``text_1`` a query, ``text_2`` one text or a list).
 
 Fields are checked strictly (no ``"3"`` for an integer, no ``"true"`` for a boolean), so that a wrong type is a
 422 that names the field instead of a silent guess. Fields the providers define but this server cannot honour
@@ -12,9 +13,10 @@ are listed in ``docs/serving.md``.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 def _unicode(text: str) -> str:
@@ -26,8 +28,37 @@ def _unicode(text: str) -> str:
     return text
 
 
+def _not_empty(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty: there is nothing to rank the documents by")
+    return text
+
+
+def _lone_surrogate(value: Any, where: str) -> str | None:
+    """Where in a JSON value (nested objects and lists, keys too) a string has a lone surrogate, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return f"{where}: must be valid Unicode text; found a lone surrogate at character {error.start}"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _lone_surrogate(key, f"{where} (a key)") or _lone_surrogate(item, f"{where}.{key}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate(item, f"{where}[{index}]")
+            if found:
+                return found
+    return None
+
+
 Text = Annotated[str, AfterValidator(_unicode)]
 """A string that every tokenizer can encode."""
+Query = Annotated[str, AfterValidator(_unicode), AfterValidator(_not_empty)]
+"""A query: a non-empty :data:`Text`."""
 
 
 class _Strict(BaseModel):
@@ -40,13 +71,22 @@ class TextDocument(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
     text: Text
 
+    @model_validator(mode="after")
+    def _echoable(self) -> TextDocument:
+        """Every other field comes back with ``return_documents``: each must be valid Unicode too."""
+        for key, value in (self.__pydantic_extra__ or {}).items():
+            found = _lone_surrogate(key, "a field name") or _lone_surrogate(value, key)
+            if found:
+                raise ValueError(found)
+        return self
+
 
 # -- Cohere v1 and Jina: POST /v1/rerank ---------------------------------------------------------------------
 class RerankRequest(_Strict):
     """Cohere v1 / Jina rerank request."""
 
     model: str | None = Field(None, description="Served model name (see GET /v1/models); default: the first.")
-    query: Text
+    query: Query
     documents: list[Text | TextDocument] = Field(min_length=1, description="Strings or objects with a `text`.")
     top_n: int | None = Field(None, ge=1, description="Return the best `top_n` results (default: all).")
     return_documents: bool = Field(False, description="Echo each ranked document in `results[].document`.")
@@ -85,9 +125,21 @@ class Meta(BaseModel):
     billed_units: BilledUnits
     tokens: Tokens | None = None
 
+    @classmethod
+    def of(cls, version: str, documents: int, tokens: int) -> Meta:
+        """Cohere's ``meta``: one search unit per query and 100 documents; the tokens the model read."""
+        return cls(
+            api_version=ApiVersion(version=version),
+            billed_units=BilledUnits(search_units=max(1, math.ceil(documents / 100))),
+            tokens=Tokens(input_tokens=tokens),
+        )
+
 
 class Usage(BaseModel):
-    total_tokens: int = Field(description="Query tokens (once per document) plus document tokens.")
+    total_tokens: int = Field(
+        description="Tokens the model read: query and document of every pair, with the family's "
+        "template and special tokens."
+    )
 
 
 class RerankResponse(BaseModel):
@@ -105,7 +157,7 @@ class RerankV2Request(_Strict):
     """Cohere v2 rerank request."""
 
     model: str | None = Field(None, description="Served model name (Cohere requires it; here the first is default).")
-    query: Text
+    query: Query
     documents: list[Text] = Field(min_length=1)
     top_n: int | None = Field(None, ge=1)
     max_tokens_per_doc: int | None = Field(None, ge=1, description="Cut each document to this many tokens first.")
@@ -127,7 +179,7 @@ class RerankV2Response(BaseModel):
 class TEIRerankRequest(_Strict):
     """text-embeddings-inference rerank request (scored with the first served model)."""
 
-    query: Text
+    query: Query
     texts: list[Text] = Field(min_length=1)
     raw_scores: bool = Field(False, description="Scores before the family's activation (e.g. logits).")
     return_text: bool = False
@@ -143,6 +195,46 @@ class Rank(BaseModel):
     index: int
     score: float
     text: str | None = None
+
+
+# -- vLLM: POST /score and /v1/score ---------------------------------------------------------------------------
+class ScoreRequest(_Strict):
+    """vLLM score request: one query (`text_1`) against one text or a list (`text_2`)."""
+
+    model: str | None = Field(None, description="Served model name; default: the first.")
+    text_1: Query | list[Query] = Field(description="The query (a list of one query is the same).")
+    text_2: Text | list[Text] = Field(description="The texts to score against the query, one or a list.")
+    truncate_prompt_tokens: int | None = Field(
+        None, description="Not supported: inputs are truncated at the model's max_length as its family does."
+    )
+    use_activation: bool | None = Field(None, description="false: scores before the family's activation.")
+    activation: bool | None = Field(None, description="vLLM's older name of `use_activation`.")
+    softmax: bool | None = Field(None, description="vLLM's older name of `use_activation`.")
+    priority: int = Field(0, description="Only 0: requests are served in arrival order.")
+    mm_processor_kwargs: dict[str, Any] | None = Field(None, description="Not supported (text only).")
+
+
+class ScoreData(BaseModel):
+    index: int = Field(description="Position of the text in `text_2`.")
+    object: Literal["score"] = "score"
+    score: float = Field(description="The model's score, equal to `CrossEncoder.rank`'s.")
+
+
+class ScoreUsage(BaseModel):
+    prompt_tokens: int = Field(description="Tokens the model read (templates and special tokens included).")
+    total_tokens: int
+    completion_tokens: int = 0
+
+
+class ScoreResponse(BaseModel):
+    """vLLM score response: `data[i]` is the score of `text_2[i]`, in input order."""
+
+    id: str
+    object: Literal["list"] = "list"
+    created: int
+    model: str
+    data: list[ScoreData]
+    usage: ScoreUsage
 
 
 # -- errors, models, health ----------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import torch
 from fastapi.testclient import TestClient
 from support import DOCUMENTS, KIND_FAMILY, QUERIES
 
-from rerank_plugins.serve import BatchingOptions, ServeSettings, create_app
+from rerank_plugins.core import RunOptions
+from rerank_plugins.serve import BatchingOptions, QueueOptions, ServeConfig, ServeSettings, create_app
 from rerank_plugins.serve.testing import serve_in_thread
 from rerank_plugins.windows import first_tokens
 
@@ -32,7 +33,7 @@ def assert_ranked_like(results: list[dict[str, Any]], expected: list[dict[str, A
 @pytest.fixture(scope="module")
 def client(load_tiny: Callable) -> Iterator[TestClient]:
     """One app serving a tiny model of every kind, under the kind's name (the first is the default)."""
-    with TestClient(create_app({kind: load_tiny(kind) for kind in KINDS})) as test_client:
+    with TestClient(create_app(ServeConfig(), models={kind: load_tiny(kind) for kind in KINDS})) as test_client:
         yield test_client
 
 
@@ -150,9 +151,8 @@ def test_unknown_paths_and_methods_are_json(client: TestClient) -> None:
 
 
 def test_ten_thousand_documents_and_oversized_bodies_are_413(load_tiny: Callable) -> None:
-    app = create_app(
-        {"m": load_tiny("sequence-classification")}, ServeSettings(max_body_bytes=100_000, max_pair_chars=50_000)
-    )
+    config = ServeConfig(max_body_bytes=100_000, max_pair_chars=50_000)
+    app = create_app(config, models={"m": load_tiny("sequence-classification")})
     with TestClient(app) as small:
         many = small.post("/v1/rerank", json={"query": "q", "documents": ["d"] * 10_000})
         assert many.status_code == 413 and many.json()["field"] == "documents" and "10000" in many.json()["message"]
@@ -174,7 +174,7 @@ def test_ten_thousand_documents_and_oversized_bodies_are_413(load_tiny: Callable
 
 
 def test_api_key(load_tiny: Callable) -> None:
-    app = create_app({"m": load_tiny("sequence-classification")}, ServeSettings(api_key="s3cret"))
+    app = create_app(ServeConfig(api_key="s3cret"), models={"m": load_tiny("sequence-classification")})
     with TestClient(app) as keyed:
         missing = keyed.post("/v1/rerank", json=GOOD)
         assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
@@ -198,7 +198,7 @@ def test_models_health_metrics_openapi(client: TestClient) -> None:
     assert metrics.headers["content-type"].startswith("text/plain")
     text = metrics.text
     assert 'rerank_plugins_requests_total{endpoint="/v1/rerank",model="deberta",status="200"}' in text
-    assert 'rerank_plugins_pairs_total{model="deberta"}' in text and "rerank_plugins_batch_pairs_bucket" in text
+    assert 'rerank_plugins_pairs_total{model="deberta"}' in text and "rerank_plugins_call_pairs_bucket" in text
     assert 'rerank_plugins_queue_pairs{model="deberta"} 0.0' in text and "rerank_plugins_requests_in_flight 0.0" in text
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/rerank", "/v2/rerank", "/rerank", "/v1/models", "/health", "/metrics"} <= set(paths)
@@ -238,7 +238,7 @@ def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 def test_concurrent_requests_share_one_core_call(load_tiny: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_tiny("sequence-classification", max_length=512)  # a fresh instance: its core calls are gated
     gate = Gate(model, monkeypatch)
-    app = create_app({"m": model}, ServeSettings(batching=BatchingOptions(max_wait_ms=20)))
+    app = create_app(ServeConfig(queue=QueueOptions(max_wait_ms=20)), models={"m": model})
     sizes = [3, 1, 5, 2, 8]
     with serve_in_thread(app) as url:
         first: list[httpx.Response] = []
@@ -248,8 +248,8 @@ def test_concurrent_requests_share_one_core_call(load_tiny: Callable, monkeypatc
         for i, size in enumerate(sizes):  # queued behind the held batch
             body = {"query": QUERIES[i % 3], "documents": DOCUMENTS[:size]}
             threads.append(_post_in_thread(f"{url}/v1/rerank", body, answers[i]))
-        engine = app.state.engines["m"]
-        _wait_until(lambda: engine.pending_pairs == 2 + sum(sizes))
+        queue = app.state.service.queues["m"]
+        _wait_until(lambda: queue.pending_pairs == 2 + sum(sizes))
         gate.open.set()
         for thread in threads:
             thread.join(30)
@@ -261,31 +261,40 @@ def test_concurrent_requests_share_one_core_call(load_tiny: Callable, monkeypatc
     assert_ranked_like(first[0].json()["results"], model.rank(QUERY, DOCUMENTS[:2]), "relevance_score")
 
 
-def test_listwise_requests_are_scored_one_list_at_a_time(load_tiny: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = load_tiny("listconranker", max_length=512)
+@pytest.mark.parametrize("kind", ["listconranker", "sequence-classification"])
+def test_requests_with_one_query_share_a_call_and_each_list_stays_whole(
+    load_tiny: Callable, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Issue 17, item 3: concurrent requests with the same query text and other documents are never merged or
+    split (a listwise model's list is exactly the request's), yet they share one call of the request core."""
+    model = load_tiny(kind, max_length=512)
     gate = Gate(model, monkeypatch)
-    app = create_app({"m": model}, ServeSettings(batching=BatchingOptions(max_wait_ms=20)))
+    app = create_app(ServeConfig(queue=QueueOptions(max_wait_ms=20)), models={"m": model})
+    lists = [DOCUMENTS[:3], DOCUMENTS[3:7], DOCUMENTS[2:7]]
     with serve_in_thread(app) as url:
-        answers: list[list[httpx.Response]] = [[], [], []]
-        threads = [
-            _post_in_thread(f"{url}/v2/rerank", {"query": QUERY, "documents": DOCUMENTS[: 3 + i]}, answers[i])
-            for i in range(3)
+        first: list[httpx.Response] = []
+        threads = [_post_in_thread(f"{url}/v2/rerank", {"query": QUERY, "documents": DOCUMENTS[:2]}, first)]
+        assert gate.entered.wait(10)
+        answers: list[list[httpx.Response]] = [[] for _ in lists]
+        threads += [
+            _post_in_thread(f"{url}/v2/rerank", {"query": QUERY, "documents": documents}, answers[i])
+            for i, documents in enumerate(lists)
         ]
-        _wait_until(lambda: app.state.engines["m"].pending_pairs == 3 + 4 + 5)
+        _wait_until(lambda: app.state.service.queues["m"].pending_pairs == 2 + sum(map(len, lists)))
         gate.open.set()
         for thread in threads:
             thread.join(30)
-    assert sorted(gate.calls) == [3, 4, 5]  # same query, three lists: never merged into one
+    assert gate.calls == [2, sum(map(len, lists))]  # same query, three lists, one call of the request core
     monkeypatch.undo()
-    for i in range(3):
-        assert_ranked_like(answers[i][0].json()["results"], model.rank(QUERY, DOCUMENTS[: 3 + i]), "relevance_score")
+    for documents, answer in zip(lists, answers, strict=True):  # ... and each list scored as exactly itself
+        assert_ranked_like(answer[0].json()["results"], model.rank(QUERY, documents), "relevance_score")
 
 
 def test_full_queue_is_503_with_retry_after(load_tiny: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_tiny("sequence-classification", max_length=512)
     gate = Gate(model, monkeypatch)
-    settings = ServeSettings(batching=BatchingOptions(max_queue_pairs=4), max_documents=4)
-    with serve_in_thread(create_app({"m": model}, settings)) as url:
+    config = ServeConfig(queue=QueueOptions(max_queue_pairs=4), max_documents=4)
+    with serve_in_thread(create_app(config, models={"m": model})) as url:
         held: list[httpx.Response] = []
         thread = _post_in_thread(f"{url}/v1/rerank", {"query": "q", "documents": ["a", "b", "c", "d"]}, held)
         assert gate.entered.wait(10)
@@ -301,13 +310,13 @@ def test_full_queue_is_503_with_retry_after(load_tiny: Callable, monkeypatch: py
 def test_request_timeout_is_504(load_tiny: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_tiny("sequence-classification", max_length=512)
     gate = Gate(model, monkeypatch)
-    with TestClient(create_app({"m": model}, ServeSettings(request_timeout=0.3))) as timed:
+    with TestClient(create_app(ServeConfig(request_timeout=0.3), models={"m": model})) as timed:
         response = timed.post("/v1/rerank", json=GOOD)
         gate.open.set()
         assert response.status_code == 504 and response.json()["error_type"] == "timeout"
-        engine = timed.app.state.engines["m"]
-        _wait_until(lambda: engine.pending_pairs == 0)  # the held batch finished; the worker goes on
-        assert engine.alive and timed.get("/health").json()["status"] == "ok"
+        queue = timed.app.state.service.queues["m"]
+        _wait_until(lambda: queue.pending_pairs == 0)  # the abandoned request stopped counting; the worker goes on
+        assert queue.alive and timed.get("/health").json()["status"] == "ok"
         metrics = timed.get("/metrics").text
         assert 'rerank_plugins_requests_total{endpoint="/v1/rerank",model="m",status="504"} 1.0' in metrics
 
@@ -317,7 +326,7 @@ def test_a_client_that_disconnects_does_not_stop_the_others(
 ) -> None:
     model = load_tiny("sequence-classification", max_length=512)
     gate = Gate(model, monkeypatch)
-    app = create_app({"m": model})
+    app = create_app(ServeConfig(), models={"m": model})
     with serve_in_thread(app) as url:
         host, port = url.removeprefix("http://").split(":")
         body = _json({"query": "q", "documents": ["a", "b"]})
@@ -337,17 +346,36 @@ def test_a_client_that_disconnects_does_not_stop_the_others(
     assert_ranked_like(answer.json()["results"], model.rank(QUERY, DOCUMENTS), "relevance_score")
 
 
-def test_settings_are_checked() -> None:
+def test_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="max_queue_pairs"):
+        ServeConfig(queue=QueueOptions(max_queue_pairs=10), max_documents=100)
+    with pytest.raises(ValueError, match="max_wait_ms"):
+        QueueOptions(max_wait_ms=-1)
+    with pytest.raises(ValueError, match="batch_size"):
+        QueueOptions(run=RunOptions(batch_size=0))
+    with pytest.raises(ValueError, match="request_timeout"):
+        ServeConfig(request_timeout=0)
+    with pytest.raises(ValueError, match="api_key"):
+        ServeConfig(api_key=" ")
+
+
+def test_the_older_create_app_form_still_works(load_tiny: Callable) -> None:
+    """``create_app(models, ServeSettings(...))`` (deprecated): the same app, the same checks."""
     with pytest.raises(ValueError, match="max_queue_pairs"):
         ServeSettings(batching=BatchingOptions(max_queue_pairs=10), max_documents=100)
     with pytest.raises(ValueError, match="max_wait_ms"):
         BatchingOptions(max_wait_ms=-1)
-    with pytest.raises(ValueError, match="batch_size"):
-        BatchingOptions(batch_size=0)
-    with pytest.raises(ValueError, match="request_timeout"):
-        ServeSettings(request_timeout=0)
-    with pytest.raises(ValueError, match="api_key"):
-        ServeSettings(api_key=" ")
+    with pytest.warns(DeprecationWarning, match="create_app"):
+        app = create_app({"m": load_tiny("sequence-classification")}, ServeSettings(max_documents=2, api_key="k"))
+    with TestClient(app) as old:
+        headers = {"Authorization": "Bearer k"}
+        assert (
+            old.post("/v1/rerank", json={"query": "q", "documents": ["a", "b", "c"]}, headers=headers).status_code
+            == 413
+        )
+        answer = old.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS[:2]}, headers=headers)
+    expected = load_tiny("sequence-classification").rank(QUERY, DOCUMENTS[:2])
+    assert_ranked_like(answer.json()["results"], expected, "relevance_score")
 
 
 def test_a_failing_request_does_not_fail_the_others_of_its_batch(
@@ -364,7 +392,7 @@ def test_a_failing_request_does_not_fail_the_others_of_its_batch(
         return result
 
     monkeypatch.setattr(model, "rank_requests", rank_requests)
-    app = create_app({"m": model}, ServeSettings(batching=BatchingOptions(max_wait_ms=20)))
+    app = create_app(ServeConfig(queue=QueueOptions(max_wait_ms=20)), models={"m": model})
     with serve_in_thread(app) as url:
         first: list[httpx.Response] = []
         threads = [_post_in_thread(f"{url}/v1/rerank", {"query": "q", "documents": ["a"]}, first)]
@@ -373,7 +401,7 @@ def test_a_failing_request_does_not_fail_the_others_of_its_batch(
         bad: list[httpx.Response] = []
         threads.append(_post_in_thread(f"{url}/v1/rerank", {"query": QUERY, "documents": DOCUMENTS}, good))
         threads.append(_post_in_thread(f"{url}/v1/rerank", {"query": "q", "documents": ["x", "boom"]}, bad))
-        _wait_until(lambda: app.state.engines["m"].pending_pairs == 1 + len(DOCUMENTS) + 2)
+        _wait_until(lambda: app.state.service.queues["m"].pending_pairs == 1 + len(DOCUMENTS) + 2)
         gate.open.set()
         for thread in threads:
             thread.join(30)

@@ -1,10 +1,12 @@
-"""``rerank-plugins serve``: its flags, a light ``--help``, and a real server process that drains on SIGTERM."""
+"""``rerank-plugins serve``: its flags become a ServeConfig (and fail fast, before torch), a light ``--help``, a busy
+port, and a real server process that drains on SIGTERM."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,13 +19,18 @@ import pytest
 from support import DOCUMENTS, QUERIES, ROOT, free_port
 
 from rerank_plugins.cli import CommandError, build_parser
-from rerank_plugins.serve.cli import build_settings, model_specs
+from rerank_plugins.cli.serve import config_from_flags
+from rerank_plugins.serve import ServeConfig, ServedModel
+
+
+def parsed(*argv: str) -> object:
+    return config_from_flags(build_parser().parse_args(["serve", *argv]))
 
 
 def test_registering_serve_imports_neither_torch_nor_fastapi() -> None:
     code = (
         "import argparse, sys\n"
-        "from rerank_plugins.serve.cli import register\n"
+        "from rerank_plugins.cli.serve import register\n"
         "register(argparse.ArgumentParser().add_subparsers())\n"
         "print(sorted(m for m in ('torch', 'fastapi', 'uvicorn', 'transformers') if m in sys.modules))\n"
     )
@@ -33,23 +40,19 @@ def test_registering_serve_imports_neither_torch_nor_fastapi() -> None:
 
 def test_models_families_and_presets_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RERANK_PLUGINS_API_KEY", raising=False)
-    argv = ["serve", "--model", "unicamp-dl/InRanker-base", "--model", "mine=/models/r-star", "--family",
-            "mine=sequence-classification", "--preset", "mine=xpmir/monobert", "--device", "cpu"]  # fmt: skip
-    args = build_parser().parse_args(argv)
-    assert args.host == "127.0.0.1" and args.api_key is None
-    specs = model_specs(args)
-    assert [(name, source) for name, source, _ in specs] == [
-        ("unicamp-dl/InRanker-base", "unicamp-dl/InRanker-base"),
-        ("mine", "/models/r-star"),
-    ]
-    assert specs[0][2] == {"trust_remote_code": False, "device": "cpu", "family": None, "preset": None}
-    assert specs[1][2]["family"] == "sequence-classification" and specs[1][2]["preset"] == "xpmir/monobert"
-    everyone = model_specs(build_parser().parse_args(["serve", "--model", "a", "--model", "b", "--family", "monot5"]))
-    assert [kwargs["family"] for _, _, kwargs in everyone] == ["monot5", "monot5"]
-    with pytest.raises(CommandError, match="no --model is served as 'c'"):
-        model_specs(build_parser().parse_args(["serve", "--model", "a", "--family", "c=monot5"]))
-    with pytest.raises(CommandError, match="given twice"):
-        model_specs(build_parser().parse_args(["serve", "--model", "x=a", "--model", "x=b"]))
+    config = parsed("--model", "unicamp-dl/InRanker-base", "--model", "mine=/models/r-star", "--device", "cpu",
+                    "--family", "mine=sequence-classification", "--preset", "mine=jaspercatapang/R-star")  # fmt: skip
+    assert config.host == "127.0.0.1" and config.api_key is None
+    assert config.models == (
+        ServedModel("unicamp-dl/InRanker-base", "unicamp-dl/InRanker-base", device="cpu"),
+        ServedModel("mine", "/models/r-star", "sequence-classification", "jaspercatapang/R-star", device="cpu"),
+    )
+    everyone = parsed("--model", "a", "--model", "b", "--family", "monot5")
+    assert [model.family for model in everyone.models] == ["monot5", "monot5"]
+    with pytest.raises(CommandError, match=r"^--family: c=monot5: no model is served as 'c'"):
+        parsed("--model", "a", "--family", "c=monot5")
+    with pytest.raises(CommandError, match=r"^--model: the name 'x' is given twice"):
+        parsed("--model", "x=a", "--model", "x=b")
 
 
 def test_a_preset_for_every_model_names_the_model_it_does_not_fit(
@@ -72,14 +75,73 @@ def test_a_preset_for_every_model_names_the_model_it_does_not_fit(
     assert "Unrecognized" not in err and "hub" not in err
 
 
+def test_the_options_defaults_are_the_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RERANK_PLUGINS_API_KEY", raising=False)
+    assert parsed("--model", "m") == ServeConfig(models=[ServedModel("m", "m")])
+    assert ServeConfig.from_options({"model": "m"}) == ServeConfig(models=[ServedModel("m", "m")])
+
+
 def test_limits_from_flags_and_the_api_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RERANK_PLUGINS_API_KEY", "from-env")
-    args = build_parser().parse_args(["serve", "--model", "m", "--max-documents", "50", "--max-batch-wait-ms", "0"])
-    settings = build_settings(args)
-    assert settings.api_key == "from-env" and settings.max_documents == 50 and settings.batching.max_wait_ms == 0
-    bad = build_parser().parse_args(["serve", "--model", "m", "--max-documents", "500", "--max-queue-pairs", "100"])
-    with pytest.raises(CommandError, match="max-queue-pairs"):
-        build_settings(bad)
+    config = parsed("--model", "m", "--max-documents", "50", "--max-batch-wait-ms", "0", "--max-call-pairs", "7")
+    assert config.api_key == "from-env" and config.max_documents == 50 and config.queue.max_wait_ms == 0
+    assert config.queue.max_call_pairs == 7 and config.queue.run.batch_size is None
+    with pytest.raises(CommandError, match=r"^--max-queue-pairs: "):
+        parsed("--model", "m", "--max-documents", "500", "--max-queue-pairs", "100")
+    forward = parsed("--model", "m", "--batch-size", "16", "--max-batch-tokens", "4096")
+    assert (forward.queue.run.batch_size, forward.queue.run.batch_tokens) == (16, 4096)
+
+
+def run_cli(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``rerank-plugins ARGV`` in a fresh process; its stdout's last line says which heavy modules it imported."""
+    code = (
+        "import sys\n"
+        "from rerank_plugins.cli import main\n"
+        f"status = main({list(argv)!r})\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+        "sys.exit(status)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--model", "m", "--family", "bert"], "argument --family: unknown family 'bert'; choose from monot5"),
+        (["--model", "m", "--preset", "nope/nothing"], "argument --preset: Unknown preset 'nope/nothing'"),
+        (["--model", "=x"], "argument --model: '=x': NAME=VALUE needs both a name and a value"),
+        (["--model", "m", "--replicas", "0"], "argument --replicas: expected 1 <= MIN <= MAX, got '0'"),
+        (["--model", "m", "--max-documents", "500", "--max-queue-pairs", "100"], "--max-queue-pairs: "),
+        (["--model", "=x=y"], "argument --model: '=x=y': NAME=VALUE needs both a name and a value"),
+    ],
+)
+def test_argument_errors_are_one_line_before_torch(argv: list[str], says: str) -> None:
+    done = run_cli("serve", *argv)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert says in line, line
+    assert done.stdout.strip().splitlines()[-1] == "[]"  # torch and transformers were never imported
+
+
+def test_a_hub_id_that_cannot_be_is_refused() -> None:
+    done = run_cli("serve", "--model", "name=!x")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "rerank-plugins: error: '!x' is neither a model directory nor a hub id (ORG/NAME)"
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_port_in_use_is_one_line_before_any_model_loads(tiny_paths: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = run_cli("serve", "--model", tiny_paths["monot5"], "--port", str(port))
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"rerank-plugins: error: --port {port}: cannot listen on 127.0.0.1:{port} (")
+    assert "in use" in line
+    assert done.stdout.strip().splitlines()[-1] == "[]"  # the model was never loaded
 
 
 def test_a_server_process_drains_its_requests_on_sigterm(

@@ -13,7 +13,7 @@ import pytest
 import support
 from support import DOCUMENTS, KIND_FAMILY, QUERIES
 
-from rerank_plugins.serve import ServeSettings, create_app
+from rerank_plugins.serve import ServeConfig, create_app
 from rerank_plugins.serve.testing import serve_in_thread
 
 cohere = support.require(
@@ -28,7 +28,7 @@ KEY = "test-key"
 @pytest.fixture(scope="module")
 def url(load_tiny: Callable) -> Iterator[str]:
     """A server with a tiny model of every kind, under the kind's name, behind an API key."""
-    app = create_app({kind: load_tiny(kind) for kind in KINDS}, ServeSettings(api_key=KEY))
+    app = create_app(ServeConfig(api_key=KEY), models={kind: load_tiny(kind) for kind in KINDS})
     with serve_in_thread(app) as base_url:
         yield base_url
 

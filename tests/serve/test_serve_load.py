@@ -14,7 +14,7 @@ import pytest
 import support
 from support import DOCUMENTS, QUERIES
 
-from rerank_plugins.serve import ServeSettings, create_app
+from rerank_plugins.serve import ServeConfig, create_app
 from rerank_plugins.serve.testing import serve_in_thread
 from rerank_plugins.testing import CORPUS
 
@@ -64,7 +64,7 @@ def test_32_clients_x_20_requests_match_the_sequential_scores(load_tiny: Callabl
         async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
             return await asyncio.gather(*(client(http, n) for n in range(CLIENTS)))
 
-    app = create_app(models, ServeSettings(request_timeout=600))  # a slow, shared machine must not 504
+    app = create_app(ServeConfig(request_timeout=600), models=models)  # a slow, shared machine must not 504
     with serve_in_thread(app) as url:
         results = asyncio.run(run(url))
         metrics = httpx.get(f"{url}/metrics").text
@@ -76,12 +76,12 @@ def test_32_clients_x_20_requests_match_the_sequential_scores(load_tiny: Callabl
         assert dict(got) == pytest.approx(dict(expected[k]), abs=1e-6)
         assert all(a[1] >= b[1] for a, b in itertools.pairwise(got))
         assert [index for index, _ in got] == [index for index, _ in expected[k]] or _near_ties(got, expected[k])
-    # requests did share predict calls: fewer calls than pointwise requests
+    # requests did share calls of the request core: fewer calls than pointwise requests
     requests = sum(1 for k, _ in answered if shapes[k][0] == "pointwise")
     calls = next(
         float(line.split()[-1])
         for line in metrics.splitlines()
-        if line.startswith('rerank_plugins_batch_requests_count{model="pointwise"}')
+        if line.startswith('rerank_plugins_call_requests_count{model="pointwise"}')
     )
     assert calls < requests
 
@@ -98,10 +98,10 @@ def test_fuzzed_requests_never_get_a_5xx(load_tiny: Callable) -> None:
     schemathesis = support.require("schemathesis", reason='pip install "rerank-plugins[test-clients]"')
     from hypothesis import HealthCheck, given, settings, strategies
 
-    app = create_app({"m": load_tiny("sequence-classification")}, ServeSettings(max_documents=50))
+    app = create_app(ServeConfig(max_documents=50), models={"m": load_tiny("sequence-classification")})
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 7  # the three rerank APIs, TEI by name, models, health, metrics
+    assert len(operations) == 9  # the three rerank APIs, TEI by name, vLLM's score (two paths), models, health, metrics
     seen: set[int] = set()
 
     @given(case=strategies.one_of([operation.as_strategy() for operation in operations]))
