@@ -38,6 +38,10 @@ BUILTIN_FAMILIES: Mapping[str, str] = {
     "sequence-classification": "rerank_plugins.scoring.sequence_classification",
     "query-likelihood": "rerank_plugins.scoring.query_likelihood",
     "listconranker": "rerank_plugins.scoring.listconranker",
+    "qwen3-reranker": "rerank_plugins.scoring.qwen3_reranker",
+    "mxbai-rerank-v2": "rerank_plugins.scoring.mxbai_rerank",
+    "bge-llm-reranker": "rerank_plugins.scoring.bge_llm_reranker",
+    "logit-score": "rerank_plugins.scoring.logit_score",
 }
 """Built-in family name -> the module whose ``FAMILY`` describes it (imported on first use)."""
 
@@ -118,6 +122,10 @@ class FamilySpec:
         modes: the family's own inference modes, by name (``rank(..., iterative=True)`` asks for ``"iterative"``):
             ``mode(score_list, count) -> scores``, where ``score_list(indices)`` scores those documents of the
             request as one list; the request core calls it in place of scoring the request once.
+        fallback: ``recognize`` is asked only after every other family (entry points included) declined: a
+            catch-all such as ``logit-score`` for any causal LM.
+        detected_note: a warning logged once at load when recognition alone chose this family (no ``family=``,
+            ``preset=`` or registry entry); ``{name}`` and ``{architecture}`` are filled in.
     """
 
     name: str
@@ -129,6 +137,8 @@ class FamilySpec:
     int8_targets: Callable[[Any], list[nn.Module]] | None = None
     module_classes: tuple[type[nn.Module], ...] = ()
     modes: Mapping[str, InferenceMode] = field(default_factory=dict)
+    fallback: bool = False
+    detected_note: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or self.name != self.name.strip():
@@ -265,13 +275,31 @@ def _family_of_class(ref: str) -> str | None:
 
 
 def family_of_modules(modules: Sequence[nn.Module]) -> str | None:
-    """The family whose classes the loaded modules are (None: none of ours, e.g. a plain ST model)."""
+    """The family whose classes the loaded modules are (None: none of ours, e.g. a plain ST model).
+
+    sentence-transformers' own ``Transformer`` is a causal LM's (``logit-score``) when a ``LogitScore`` reads its
+    logits, else a sequence classifier's.
+    """
     if not len(modules):
         return None
     first = type(modules[0])
     from sentence_transformers.base.modules import Transformer
 
-    return _family_of_class(class_ref(first)) or ("sequence-classification" if issubclass(first, Transformer) else None)
+    found = _family_of_class(class_ref(first))
+    if found is None and issubclass(first, Transformer):  # sentence-transformers' own modules
+        return _family_of_saved_types([class_ref(type(module)) for module in modules])
+    return found
+
+
+LOGIT_SCORE_CLASS = "LogitScore"
+"""sentence-transformers' causal-LM head module: a saved model holding it is a ``logit-score`` model."""
+
+
+def _family_of_saved_types(types: Sequence[str]) -> str:
+    """The family of a model made of sentence-transformers' own modules (their class paths, in order)."""
+    if any(ref.rsplit(".", 1)[-1] == LOGIT_SCORE_CLASS for ref in types):
+        return "logit-score"
+    return "sequence-classification"
 
 
 # -- resolution -----------------------------------------------------------------------------------------------
@@ -281,11 +309,13 @@ class Resolution:
 
     ``source`` is ``"family="``, ``"preset="``, ``"registry"``, ``"checkpoint"`` (recognised from its files),
     ``"saved"`` (a saved sentence-transformers model: its ``modules.json`` decides) or ``"none"`` (no model).
+    ``note`` is the family's ``detected_note`` when recognition alone chose it (logged once at load).
     """
 
     family: str | None
     entry: RegistryEntry | None
     source: str
+    note: str | None = None
 
     @property
     def spec(self) -> FamilySpec | None:
@@ -307,9 +337,9 @@ def resolve_family(
     """Decide a checkpoint's family, in order: ``family=``, ``preset=``, the registry, the checkpoint itself.
 
     The checkpoint decides by its files: a saved ``modules.json`` reloads as saved; otherwise each family's
-    ``recognize`` is asked (ListConRanker files, T5 -> monoT5, a causal LM -> query likelihood, a trained
-    sequence-classification head). A checkpoint none recognises is a ``ValueError`` naming the ``family=`` to
-    pass: it is never given a randomly initialised head.
+    ``recognize`` is asked (ListConRanker files, T5 -> monoT5, a trained sequence-classification head), the
+    fallbacks last (any other causal LM -> ``logit-score``, as sentence-transformers scores it). A checkpoint none
+    recognises is a ``ValueError`` naming the ``family=`` to pass: it is never given a randomly initialised head.
     """
     entry = check_preset(preset) if preset is not None else None
     if family is not None:
@@ -318,6 +348,8 @@ def resolve_family(
         entry = lookup(name_or_path)
         if entry is not None and family is not None and entry.family != family:
             entry = None  # an explicit family overrides the registry
+    if entry is not None and entry.refusal is not None:
+        raise ValueError(entry.refusal)
     if entry is not None and entry.needs_remote_code and not hub.trust_remote_code:
         raise ValueError(
             f"{name_or_path!r} only loads with its authors' remote code. Read that code, then pass "
@@ -333,14 +365,17 @@ def resolve_family(
     saved = info.read_json("modules.json")
     if saved:
         return Resolution(_saved_family(saved), None, "saved")
-    for spec in all_families():
+    families = all_families()
+    for spec in [spec for spec in families if not spec.fallback] + [spec for spec in families if spec.fallback]:
         if spec.recognize is not None and spec.recognize(info):
-            return Resolution(spec.name, None, "checkpoint")
+            note = spec.detected_note
+            if note is not None:
+                note = note.format(name=name_or_path, architecture=", ".join(info.architectures) or "?")
+            return Resolution(spec.name, None, "checkpoint", note)
     raise ValueError(
         f"{name_or_path!r} ({', '.join(info.architectures) or info.config.model_type}) has no scoring head that "
         f"rerank-plugins recognises, and a random one would score noise. Pass family= one of "
-        f"{', '.join(family_names())} (e.g. family='query-likelihood' for a causal LM fine-tuned for query "
-        "generation), or fine-tune it as a sequence classifier first."
+        f"{', '.join(family_names())}, or fine-tune it as a sequence classifier first."
     )
 
 
@@ -357,6 +392,10 @@ def fallback_tokenizer(name_or_path: str, entry: RegistryEntry | None, hub: HubO
 
 
 def _saved_family(modules_json: list[dict[str, Any]]) -> str | None:
-    """The family of a saved model, from the class of its first module in ``modules.json``."""
-    first = modules_json[0].get("type", "") if modules_json else ""
-    return _family_of_class(first) or ("sequence-classification" if first.endswith("Transformer") else None)
+    """The family of a saved model, from the classes of its modules in ``modules.json``."""
+    types = [str(module.get("type", "")) for module in modules_json]
+    first = types[0] if types else ""
+    found = _family_of_class(first)
+    if found is None and first.endswith("Transformer"):  # sentence-transformers' own modules
+        return _family_of_saved_types(types)
+    return found

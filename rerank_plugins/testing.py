@@ -13,6 +13,7 @@ shapes with it). Nothing is downloaded.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections import Counter
@@ -39,6 +40,8 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from rerank_plugins.testing_llm import CAUSAL_KINDS, CAUSAL_SIZES, build_causal_lm
+
 CORPUS = [
     "Query: what is the capital of france Document: Paris is the capital and largest city of France. Relevant: true",
     "Query: how do vaccines work Document: The stock market fell sharply on Monday. Relevant: false",
@@ -63,6 +66,7 @@ FAMILY_BUILDERS: dict[str, str] = {
     "query-likelihood": "BloomForCausalLM (RankingGPT-bloom-like)",
     "llama": "LlamaForCausalLM without a pad token (RankingGPT-llama2-like)",
     "listconranker": "BertModel + linear_in_embedding.pt + list_transformer.pt (ListConRanker layout)",
+    **CAUSAL_KINDS,
 }
 """What ``build_tiny_model(kind, ...)`` builds for each kind."""
 
@@ -77,6 +81,7 @@ TINY_SIZES: dict[str, dict[str, Any]] = {
               "num_key_value_heads": 2},
     "listconranker": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
                       "list_dim": 48, "list_layers": 2, "list_heads": 4, "list_feedforward": 64},
+    **CAUSAL_SIZES,
 }  # fmt: skip
 """The tiny sizes of each kind; ``build_model(kind, path, sizes=...)`` overrides any of them (config keys, plus
 ``vocab_size`` for a model vocabulary wider than the tokenizer's and ``list_*`` for ListConRanker's head)."""
@@ -337,6 +342,12 @@ def _listconranker(spec: _Spec) -> None:
     save_list_head(spec.path, model.config.hidden_size, spec.sizes, spec.std, spec.seed)
 
 
+def _causal_lm(kind: str, spec: _Spec) -> None:
+    """The LLM rerankers' tiny models (``rerank_plugins.testing_llm``): Qwen3, Qwen2 or Gemma."""
+    build_causal_lm(kind, spec.path, corpus=spec.corpus, tokenizer_vocab=spec.vocab("bpe"), sizes=spec.sizes,
+                    std=spec.std, seed=spec.seed, dtype=spec.dtype)  # fmt: skip
+
+
 _BUILDERS: dict[str, Callable[[_Spec], None]] = {
     "monot5": _monot5,
     "sequence-classification": _sequence_classification,
@@ -345,6 +356,7 @@ _BUILDERS: dict[str, Callable[[_Spec], None]] = {
     "query-likelihood": _bloom,
     "llama": _llama,
     "listconranker": _listconranker,
+    **{kind: functools.partial(_causal_lm, kind) for kind in CAUSAL_KINDS},
 }
 _SIZES_OF = {"sequence-classification-2": "sequence-classification"}
 

@@ -34,6 +34,9 @@ KIND_FAMILY: dict[str, str | None] = {
     "query-likelihood": "query-likelihood",
     "llama": "query-likelihood",
     "listconranker": None,
+    "qwen3-reranker": "qwen3-reranker",  # a bare causal LM without family= is logit-score (sentence-transformers')
+    "mxbai-rerank-v2": "mxbai-rerank-v2",
+    "bge-llm-reranker": "bge-llm-reranker",
 }
 assert set(KIND_FAMILY) == set(FAMILY_BUILDERS)
 

@@ -25,10 +25,14 @@ def test_family_detected_from_the_checkpoint(load_tiny):
     assert load_tiny("sequence-classification").family == "sequence-classification"  # ST's own default
 
 
-def test_causal_lm_without_family_is_read_as_query_likelihood(tiny_paths):
-    # Issue 13 item 2: it used to get sentence-transformers' default head; a causal LM is query likelihood.
+def test_a_causal_lm_is_query_likelihood_only_when_asked(tiny_paths):
+    # A RankingGPT-like BLOOM without preset= or family= is not guessed to be query likelihood (tests/
+    # test_llm_detection.py: a causal LM no family recognises is scored as sentence-transformers scores it); this
+    # one has no "yes"/"no" tokens for that, so it is refused with the families to choose from.
+    with pytest.raises(ValueError, match=r"family= \(e.g. 'query-likelihood'\) or preset="):
+        CrossEncoder(tiny_paths["query-likelihood"], device="cpu")
     for kind in ("query-likelihood", "llama"):
-        model = CrossEncoder(tiny_paths[kind], device="cpu")
+        model = CrossEncoder(tiny_paths[kind], family="query-likelihood", device="cpu")
         assert model.family == "query-likelihood"
         assert isinstance(model.activation_fn, torch.nn.Identity)
 
