@@ -99,6 +99,10 @@ class AnswerTokenScore(ScoringModule):
 
     def last_token_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The raw score of each row, read at its last attended token (left or right padding alike)."""
+        return self.answer_scores(self.last_hidden(input_ids, attention_mask))
+
+    def last_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The body's final hidden state at each row's last attended token, ``(rows, hidden)``."""
         # Positions count real tokens only, so a left-padded row sees the positions it would see alone.
         positions = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
         hidden = self.model.base_model(
@@ -106,7 +110,7 @@ class AnswerTokenScore(ScoringModule):
         ).last_hidden_state  # (rows, width, hidden): no vocabulary-wide tensor anywhere
         columns = torch.arange(1, attention_mask.shape[1] + 1, device=attention_mask.device)
         last = (attention_mask.bool() * columns).amax(dim=1) - 1
-        return self.answer_scores(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
     def answer_scores(self, last_hidden: torch.Tensor) -> torch.Tensor:
         """``(rows, hidden)`` final hidden states -> the score from the answer tokens' logits, in fp32."""
