@@ -8,6 +8,7 @@ the padding side, the prompt and the truncation.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -18,12 +19,22 @@ from conftest import DOCUMENTS, QUERIES
 from rerank_plugins import CrossEncoder
 from rerank_plugins.scoring.base import pad_rows
 from rerank_plugins.scoring.mxbai_rerank import MxbaiNormalize
+from rerank_plugins.testing import build_model
 
 LONG_DOCUMENT = " ".join(["Paris is the capital and largest city of France, known for its museums."] * 30)
 LONG_QUERY = " ".join(["what is the capital and the largest city of france"] * 12)
 FAMILIES = ("qwen3-reranker", "mxbai-rerank-v2", "bge-llm-reranker")
 # Budgets small enough that the tiny corpus's texts get cut: every truncation rule of the authors runs.
 SHORT = {"qwen3-reranker": 180, "mxbai-rerank-v2": 48, "bge-llm-reranker": 24}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core machine: one thread is much faster than contended threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def all_pairs() -> list[tuple[str, str]]:
@@ -207,3 +218,15 @@ def test_options_are_checked(tiny_paths):
         CrossEncoder(tiny_paths["bge-llm-reranker"], family="bge-llm-reranker", family_options={"query_max_length": 0})
     with pytest.raises(ValueError, match="no token 'yes'"):  # a BLOOM-like vocabulary has no whole "yes"
         CrossEncoder(tiny_paths["llama"], family="qwen3-reranker")
+
+
+@pytest.mark.parametrize("kind", FAMILIES)
+def test_bfloat16_on_cpu_agrees_with_fp32(tmp_path, kind, pairs):
+    """bf16 weights and activations, the answer rows' product and the score in fp32 (tests/test_gpu.py: CUDA)."""
+    path = build_model(kind, tmp_path / kind, std=None, seed=3)  # fan-in weights: activations of order one
+    fp32 = CrossEncoder(path, family=kind, device="cpu").predict(pairs)
+    bf16 = CrossEncoder(path, family=kind, device="cpu", model_kwargs={"dtype": torch.bfloat16})
+    assert bf16.dtype == torch.bfloat16
+    scores = bf16.predict(pairs)
+    assert scores.dtype == np.float32 and np.isfinite(scores).all()
+    assert np.all(np.abs(scores - fp32) <= 5e-2 * np.maximum(1.0, np.abs(fp32)))
