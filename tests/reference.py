@@ -330,3 +330,15 @@ def bge_llm_reranker_scores(
     return [
         float(_last_logits(model, ids)[yes_id]) for ids in bge_llm_reranker_inputs(tokenizer, pairs, prompt, max_length)
     ]
+
+
+def llm_raw_scores(family: str, path: str, pairs: list[tuple[str, str]], **options) -> list[float]:
+    """The raw score (before any activation) of an LLM reranker family, from its authors' code above."""
+    if family == "qwen3-reranker":
+        return qwen3_reranker_scores(path, pairs, raw=True, **options)
+    if family == "mxbai-rerank-v2":
+        return mxbai_rerank_v2_scores(path, pairs, **options)
+    if family == "bge-llm-reranker":
+        options = {"prompt" if key == "instruction" else key: value for key, value in options.items()}
+        return bge_llm_reranker_scores(path, pairs, **options)
+    raise ValueError(f"no LLM reference for {family!r}")

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from rerank_plugins.families import FamilySpec
+from rerank_plugins.families import FamilySpec, TinyModel
 from rerank_plugins.scoring.answer_tokens import AnswerTokenScore, causal_lm_int8_targets
 from rerank_plugins.scoring.base import Encoded, Pair
 from rerank_plugins.scoring.truncation import report_truncated
@@ -100,4 +100,21 @@ FAMILY = FamilySpec(
     module=BgeLLMRerankerScore,
     activation="identity",  # FlagEmbedding returns the raw logit unless normalize=True (see default_activation)
     int8_targets=causal_lm_int8_targets,
+    tiny_models=(
+        TinyModel(
+            "bge-llm-reranker",
+            "GemmaForCausalLM with Gemma's tokens (bge-reranker-v2-gemma-like)",
+            "rerank_plugins.testing.causal_lm:gemma_causal_lm",
+            {
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 1,
+                "head_dim": 8,
+                "max_position_embeddings": 8192,
+            },
+            detected=False,
+        ),
+    ),
 )

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModel
 
-from rerank_plugins.families import CheckpointInfo, FamilySpec
+from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
 from rerank_plugins.hub import HubOptions
 from rerank_plugins.scoring.base import Encoded, ListRow, ScoringModule, fp32_scores, single_texts
 from rerank_plugins.scoring.padding import length_chunks
@@ -302,4 +302,21 @@ FAMILY = FamilySpec(
     listwise=True,
     recognize=is_listconranker_checkpoint,
     modes={"iterative": iterative_scores},  # rank(..., iterative=True): the authors' iterative inference
+    tiny_models=(
+        TinyModel(
+            "listconranker",
+            "BertModel + linear_in_embedding.pt + list_transformer.pt (ListConRanker layout)",
+            "rerank_plugins.testing.builders:bert_listconranker",
+            {
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "intermediate_size": 64,
+                "list_dim": 48,
+                "list_layers": 2,
+                "list_heads": 4,
+                "list_feedforward": 64,
+            },
+        ),
+    ),
 )

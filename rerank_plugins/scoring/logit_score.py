@@ -14,7 +14,8 @@ from sentence_transformers.base.modules import Transformer
 from sentence_transformers.cross_encoder.modules import LogitScore
 from torch import nn
 
-from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest
+from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest, TinyModel
+from rerank_plugins.scoring.qwen3_reranker import QWEN3_SIZES
 
 
 def build_logit_score(request: LoadRequest) -> list[nn.Module]:
@@ -69,4 +70,12 @@ FAMILY = FamilySpec(
     fallback=True,
     detected_note=DETECTED_NOTE,
     module_classes=(LogitScore,),
+    tiny_models=(
+        TinyModel(
+            "logit-score",
+            "Qwen3ForCausalLM loaded without family= (scored as sentence-transformers scores it)",
+            "rerank_plugins.testing.causal_lm:qwen3_causal_lm",
+            QWEN3_SIZES,
+        ),
+    ),
 )

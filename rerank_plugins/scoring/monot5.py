@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForSeq2SeqLM
 
-from rerank_plugins.families import CheckpointInfo, FamilySpec
+from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
 from rerank_plugins.scoring.base import Encoded, Pair, ScoringModule, fp32_scores
 from rerank_plugins.scoring.padding import PACKED_CHUNK_OVERHEAD, length_chunks, pack_rows
 
@@ -182,4 +182,12 @@ FAMILY = FamilySpec(
     activation="sigmoid",  # sigmoid(logit(true) - logit(false)) = softmax over [false, true], InRanker's P(true)
     recognize=is_monot5_checkpoint,
     int8_targets=monot5_int8_targets,
+    tiny_models=(
+        TinyModel(
+            "monot5",
+            "T5ForConditionalGeneration with the pieces ▁true/▁false",
+            "rerank_plugins.testing.builders:t5_monot5",
+            {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4},
+        ),
+    ),
 )

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from rerank_plugins.families import FamilySpec
+from rerank_plugins.families import FamilySpec, TinyModel
 from rerank_plugins.scoring.answer_tokens import AnswerTokenScore, causal_lm_int8_targets
 from rerank_plugins.scoring.base import Encoded, Pair, position_limit
 from rerank_plugins.scoring.truncation import report_truncated
@@ -126,4 +126,20 @@ FAMILY = FamilySpec(
     module=MxbaiRerankV2Score,
     activation="identity",  # the package returns the raw margin unless normalize=True (see default_activation)
     int8_targets=causal_lm_int8_targets,
+    tiny_models=(
+        TinyModel(
+            "mxbai-rerank-v2",
+            "Qwen2ForCausalLM with Qwen2.5's tokens (mxbai-rerank-v2-like)",
+            "rerank_plugins.testing.causal_lm:qwen2_causal_lm",
+            {
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "max_position_embeddings": 32768,
+            },
+            detected=False,
+        ),
+    ),
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from rerank_plugins.families import FamilySpec
+from rerank_plugins.families import FamilySpec, TinyModel
 from rerank_plugins.scoring.answer_tokens import AnswerTokenScore, causal_lm_int8_targets
 from rerank_plugins.scoring.base import Encoded, Pair
 from rerank_plugins.scoring.truncation import report_truncated
@@ -69,9 +69,22 @@ class Qwen3RerankerScore(AnswerTokenScore):
         return encoded
 
 
+QWEN3_SIZES = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 40960}  # fmt: skip
+"""The tiny Qwen3 of the tests (Qwen3-Reranker-0.6B's layout: grouped keys and values, a tied LM head)."""
+
 FAMILY = FamilySpec(
     "qwen3-reranker",
     module=Qwen3RerankerScore,
     activation="sigmoid",  # sigmoid(logit(yes) - logit(no)) = softmax over [no, yes]: the card's P(yes)
     int8_targets=causal_lm_int8_targets,
+    tiny_models=(
+        TinyModel(
+            "qwen3-reranker",
+            "Qwen3ForCausalLM with Qwen3's tokens (Qwen3-Reranker-like)",
+            "rerank_plugins.testing.causal_lm:qwen3_causal_lm",
+            QWEN3_SIZES,
+            detected=False,  # a bare Qwen3 causal LM is read as sentence-transformers reads it (logit-score)
+        ),
+    ),
 )

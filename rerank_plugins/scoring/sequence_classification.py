@@ -18,7 +18,7 @@ import torch
 from sentence_transformers.base.modules import Dense, Transformer
 from torch import nn
 
-from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest
+from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest, TinyModel
 from rerank_plugins.scoring.base import Encoded, Pair, pad_rows, position_limit
 from rerank_plugins.scoring.truncation import cut_rows, report_truncated, untruncated
 from rerank_plugins.windows import first_tokens
@@ -169,6 +169,9 @@ def sequence_classification_int8_targets(model: Any) -> list[nn.Module]:
     return [model[0].model.base_model]
 
 
+BERT_SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+"""The tiny BERT of the tests."""
+
 FAMILY = FamilySpec(
     "sequence-classification",
     build=build_sequence_classifier,
@@ -176,6 +179,30 @@ FAMILY = FamilySpec(
     recognize=has_classification_head,
     int8_targets=sequence_classification_int8_targets,
     module_classes=(PairClassifier, LabelMargin),
+    tiny_models=(
+        TinyModel(
+            "sequence-classification",
+            "BertForSequenceClassification, 1 label (R*-like)",
+            "rerank_plugins.testing.builders:bert_classifier",
+            BERT_SIZES,
+        ),
+        TinyModel(
+            "sequence-classification-2",
+            "BertForSequenceClassification, 2 labels",
+            "rerank_plugins.testing.builders:bert_classifier",
+            BERT_SIZES,
+            detected=False,
+            options={"num_labels": 2},
+        ),
+        TinyModel(
+            "deberta",
+            "DebertaV2ForSequenceClassification, 1 label (DistillRankNET-like)",
+            "rerank_plugins.testing.builders:deberta_classifier",
+            {**BERT_SIZES, "position_buckets": 16},
+            detected=False,
+        ),
+    ),
 )
+
 
 __all__ = ["FAMILY", "LabelMargin", "PairClassifier", "build_sequence_classifier"]
