@@ -56,7 +56,8 @@ class CrossEncoder(STCrossEncoder):
     Args:
         model_name_or_path: a hub id or a local directory.
         family: force a scoring family (``"monot5"``, ``"sequence-classification"``, ``"query-likelihood"``,
-            ``"listconranker"``, or one registered with ``rerank_plugins.families.register_family``).
+            ``"listconranker"``, ``"qwen3-reranker"``, ``"mxbai-rerank-v2"``, ``"bge-llm-reranker"``,
+            ``"logit-score"``, or one registered with ``rerank_plugins.families.register_family``).
         preset: a registry id whose settings to apply, e.g. to a local copy of ``"unicamp-dl/InRanker-base"``.
         family_options: options of the family's scoring module, over the registry's: e.g.
             ``{"true_token": "▁yes", "false_token": "▁no"}`` for an mT5 monoT5, ``{"template": ...}``,
@@ -69,9 +70,10 @@ class CrossEncoder(STCrossEncoder):
             ``activation_fn``, ``model_kwargs={"dtype": ...}``, ``trust_remote_code``, ...).
 
     The family is taken, in order, from ``family=``, ``preset=``, the registry (hub ids), and the checkpoint
-    itself (a saved model reloads as saved; ListConRanker files -> listwise; T5 -> monoT5; a causal LM -> query
-    likelihood; a trained classification head -> sequence classification). A checkpoint with no head that any
-    family recognises is refused with an error naming ``family=``: it never gets a random head.
+    itself (a saved model reloads as saved; ListConRanker files -> listwise; T5 -> monoT5; a trained
+    classification head -> sequence classification; any other causal LM -> ``logit-score``, as
+    sentence-transformers scores it, with a warning). A checkpoint with no head that any family recognises is
+    refused with an error naming ``family=``: it never gets a random head.
     """
 
     model_card_data_class = CheckedModelCardData  # checks the training data when a trainer is built (model_card.py)
@@ -97,6 +99,8 @@ class CrossEncoder(STCrossEncoder):
                 model_name_or_path, family=family, preset=preset, hub=HubOptions.from_kwargs(kwargs)
             )
             entry = resolution.entry
+            if resolution.note is not None:  # recognition alone chose a catch-all family: say so, and how to choose
+                logger.warning(resolution.note)
             # Plain attributes set before nn.Module.__init__: read while the modules load.
             object.__setattr__(self, "_resolution", resolution)
             object.__setattr__(self, "_family_options", {**(entry.options if entry else {}), **(family_options or {})})
@@ -179,6 +183,9 @@ class CrossEncoder(STCrossEncoder):
         entry = self._resolution.entry
         if entry is not None and entry.activation is not None:
             return make_activation(entry.activation)
+        own = getattr(self[0], "default_activation", None) if len(self) else None
+        if callable(own):  # a module whose options choose it (e.g. normalize=True of mxbai-rerank-v2)
+            return own()
         return self.family_spec.make_activation() or super().get_default_activation_fn()
 
     @property

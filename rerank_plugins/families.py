@@ -134,6 +134,10 @@ class FamilySpec:
         modes: the family's own inference modes, by name (``rank(..., iterative=True)`` asks for ``"iterative"``):
             ``mode(score_list, count) -> scores``, where ``score_list(indices)`` scores those documents of the
             request as one list; the request core calls it in place of scoring the request once.
+        fallback: ``recognize`` is asked only after every other family (entry points included) declined: a
+            catch-all such as ``logit-score`` for any causal LM.
+        detected_note: a warning logged once at load when recognition alone chose this family (no ``family=``,
+            ``preset=`` or registry entry); ``{name}`` and ``{architecture}`` are filled in.
     """
 
     name: str
@@ -146,6 +150,8 @@ class FamilySpec:
     module_classes: tuple[type[nn.Module], ...] = ()
     modes: Mapping[str, InferenceMode] = field(default_factory=dict)
     tiny_models: tuple[TinyModel, ...] = ()
+    fallback: bool = False
+    detected_note: str | None = None
 
     def __post_init__(self) -> None:
         """Every field checked now, so that a wrong spec fails where it is written, not at the first load."""
@@ -172,6 +178,10 @@ class FamilySpec:
             )
         if not isinstance(self.listwise, bool):
             raise TypeError(f"Family {self.name!r}: listwise= must be True or False, got {self.listwise!r}.")
+        if not isinstance(self.fallback, bool):
+            raise TypeError(f"Family {self.name!r}: fallback= must be True or False, got {self.fallback!r}.")
+        if self.detected_note is not None and not isinstance(self.detected_note, str):
+            raise TypeError(f"Family {self.name!r}: detected_note= must be a str or None, got {self.detected_note!r}.")
         if not isinstance(self.module_classes, tuple) or not all(map(is_module_class, self.module_classes)):
             raise TypeError(f"Family {self.name!r}: module_classes= must be a tuple of nn.Module subclasses.")
         if not isinstance(self.modes, Mapping) or not all(map(callable, self.modes.values())):
@@ -370,10 +380,28 @@ def family_of_class(ref: str) -> str | None:
 
 
 def family_of_modules(modules: Sequence[nn.Module]) -> str | None:
-    """The family whose classes the loaded modules are (None: none of ours, e.g. a plain ST model)."""
+    """The family whose classes the loaded modules are (None: none of ours, e.g. a plain ST model).
+
+    sentence-transformers' own ``Transformer`` is a causal LM's (``logit-score``) when a ``LogitScore`` reads its
+    logits, else a sequence classifier's.
+    """
     if not len(modules):
         return None
     first = type(modules[0])
     from sentence_transformers.base.modules import Transformer
 
-    return family_of_class(class_ref(first)) or ("sequence-classification" if issubclass(first, Transformer) else None)
+    found = family_of_class(class_ref(first))
+    if found is None and issubclass(first, Transformer):  # sentence-transformers' own modules
+        return family_of_saved_types([class_ref(type(module)) for module in modules])
+    return found
+
+
+LOGIT_SCORE_CLASS = "LogitScore"
+"""sentence-transformers' causal-LM head module: a saved model holding it is a ``logit-score`` model."""
+
+
+def family_of_saved_types(types: Sequence[str]) -> str:
+    """The family of a model made of sentence-transformers' own modules (their class paths, in order)."""
+    if any(ref.rsplit(".", 1)[-1] == LOGIT_SCORE_CLASS for ref in types):
+        return "logit-score"
+    return "sequence-classification"

@@ -8,8 +8,10 @@ overlap per query against fp32). What stays in float, and why:
 - monoT5: the LM head and the shared embedding. The monoT5 module reads two rows of
   ``get_output_embeddings().weight`` directly; a quantized head would have no such tensor.
 - sequence classification: the classification head (one output: quantizing it saves nothing and costs accuracy).
+- the LLM rerankers (Qwen3-Reranker, mxbai-rerank-v2, bge-reranker-v2-gemma): the LM head and the embedding; the
+  answer-token module reads the head's rows directly.
 
-Only those two families are supported: the query-likelihood cost is dominated by the vocabulary-wide LM head,
+Only those families are supported: the query-likelihood cost is dominated by the vocabulary-wide LM head,
 which must stay in float for the log-softmax, and ListConRanker's list head runs through PyTorch's fused
 ``TransformerEncoder`` path, which has no dynamic int8 form. A quantized model is for inference: reload the fp32
 checkpoint to train or save.

@@ -18,6 +18,10 @@ BUILTIN_FAMILIES: Mapping[str, str] = {
     "sequence-classification": "rerank_plugins.scoring.sequence_classification",
     "query-likelihood": "rerank_plugins.scoring.query_likelihood",
     "listconranker": "rerank_plugins.scoring.listconranker",
+    "qwen3-reranker": "rerank_plugins.scoring.qwen3_reranker",
+    "mxbai-rerank-v2": "rerank_plugins.scoring.mxbai_rerank",
+    "bge-llm-reranker": "rerank_plugins.scoring.bge_llm_reranker",
+    "logit-score": "rerank_plugins.scoring.logit_score",
 }
 """The built-in families: name -> the module whose ``FAMILY`` describes it (imported on first use). A new built-in
 family is one file in ``rerank_plugins/scoring/`` plus one entry here (``docs/families.md``); every other list of
@@ -39,6 +43,8 @@ class RegistryEntry:
         fallback_tokenizer: where to take the tokenizer from when the checkpoint ships none.
         needs_remote_code: the checkpoint only loads with the authors' remote code
             (``trust_remote_code=True`` must then be passed explicitly).
+        refusal: the checkpoint cannot be scored as its authors score it here: loading it is a ``ValueError``
+            with this message (why, and what to use instead).
     """
 
     family: str
@@ -46,10 +52,17 @@ class RegistryEntry:
     options: dict[str, Any] = field(default_factory=dict)
     fallback_tokenizer: str | None = None
     needs_remote_code: bool = False
+    refusal: str | None = None
 
 
 _MONOT5 = RegistryEntry("monot5")  # P(true) = sigmoid(logit(true) - logit(false)), InRanker's value
 _RANKING_GPT = RegistryEntry("query-likelihood", activation="identity")
+_QWEN3 = RegistryEntry("qwen3-reranker")  # P(yes): the family's sigmoid of the yes/no margin
+_LAYERWISE = (
+    "{name} scores with FlagEmbedding's own model code, {code}, which neither transformers nor rerank-plugins "
+    "implements, so it cannot be scored as its authors score it here (not even with trust_remote_code=True). Use "
+    "FlagEmbedding's {use} for it, or BAAI/bge-reranker-v2-gemma, which rerank-plugins scores exactly."
+)
 
 REGISTRY: dict[str, RegistryEntry] = {
     # monoT5 lineage: "Query: q Document: d Relevant:", one decoder step, ▁true vs ▁false.
@@ -86,7 +99,24 @@ REGISTRY: dict[str, RegistryEntry] = {
     ),
     # ListConRanker: listwise; sigmoid of the ListTransformer's logit.
     "ByteDance/ListConRanker": RegistryEntry("listconranker"),
-}
+    # Qwen3-Reranker: the card's chat prompt, P(yes) = sigmoid(logit(yes) - logit(no)) at the last token.
+    "Qwen/Qwen3-Reranker-0.6B": _QWEN3,
+    "Qwen/Qwen3-Reranker-4B": _QWEN3,
+    "Qwen/Qwen3-Reranker-8B": _QWEN3,
+    # mxbai-rerank-v2: the mxbai-rerank package's prompt, logit("1") - logit("0") raw; estimated_max is the
+    # package's per-model constant for normalize=True.
+    "mixedbread-ai/mxbai-rerank-base-v2": RegistryEntry("mxbai-rerank-v2", options={"estimated_max": 9.0}),
+    "mixedbread-ai/mxbai-rerank-large-v2": RegistryEntry("mxbai-rerank-v2", options={"estimated_max": 12.0}),
+    # bge-reranker-v2-gemma: FlagEmbedding's FlagLLMReranker, logit("Yes") raw.
+    "BAAI/bge-reranker-v2-gemma": RegistryEntry("bge-llm-reranker"),
+    # The layerwise bge rerankers need FlagEmbedding's own model code: refused with the reason.
+    "BAAI/bge-reranker-v2-minicpm-layerwise": RegistryEntry("bge-llm-reranker", refusal=_LAYERWISE.format(
+        name="BAAI/bge-reranker-v2-minicpm-layerwise", code="LayerWiseMiniCPMForCausalLM (a MiniCPM-2B with one LM "
+        "head per layer, read at a cut-off layer from 8 to 40)", use="LayerWiseFlagLLMReranker")),
+    "BAAI/bge-reranker-v2.5-gemma2-lightweight": RegistryEntry("bge-llm-reranker", refusal=_LAYERWISE.format(
+        name="BAAI/bge-reranker-v2.5-gemma2-lightweight", code="CostWiseGemmaForCausalLM (a Gemma-2 with token "
+        "compression and per-layer heads)", use="LightWeightFlagLLMReranker")),
+}  # fmt: skip
 
 
 def lookup(name: str) -> RegistryEntry | None:

@@ -20,6 +20,7 @@ from rerank_plugins.families import (
     check_family,
     family_names,
     family_of_class,
+    family_of_saved_types,
     get_family,
 )
 from rerank_plugins.hub import NO_HUB_OPTIONS, HubOptions
@@ -34,12 +35,14 @@ class Resolution:
 
     ``source`` is ``"family="``, ``"preset="``, ``"registry"``, ``"checkpoint"`` (recognised from its files),
     ``"saved"`` (a saved sentence-transformers model: its ``modules.json`` decides) or ``"none"`` (no model).
+    ``note`` is the family's ``detected_note`` when recognition alone chose it (logged once at load).
     """
 
     family: str | None
     entry: RegistryEntry | None
     source: str
     preset: str | None = None  # the preset= given, when it decided
+    note: str | None = None
 
     @property
     def chosen_by(self) -> str:
@@ -72,9 +75,9 @@ def resolve_family(
     """Decide a checkpoint's family, in order: ``family=``, ``preset=``, the registry, the checkpoint itself.
 
     The checkpoint decides by its files: a saved ``modules.json`` reloads as saved; otherwise each family's
-    ``recognize`` is asked (ListConRanker files, T5 -> monoT5, a causal LM -> query likelihood, a trained
-    sequence-classification head). A checkpoint none recognises is a ``ValueError`` naming the ``family=`` to
-    pass: it is never given a randomly initialised head.
+    ``recognize`` is asked (ListConRanker files, T5 -> monoT5, a trained sequence-classification head), the
+    fallbacks last (any other causal LM -> ``logit-score``, as sentence-transformers scores it). A checkpoint none
+    recognises is a ``ValueError`` naming the ``family=`` to pass: it is never given a randomly initialised head.
     """
     entry = check_preset(preset) if preset is not None else None
     if family is not None:
@@ -83,6 +86,8 @@ def resolve_family(
         entry = lookup(name_or_path)
         if entry is not None and family is not None and entry.family != family:
             entry = None  # an explicit family overrides the registry
+    if entry is not None and entry.refusal is not None:
+        raise ValueError(entry.refusal)
     if entry is not None and entry.needs_remote_code and not hub.trust_remote_code:
         raise ValueError(
             f"{name_or_path!r} only loads with its authors' remote code. Read that code, then pass "
@@ -105,9 +110,13 @@ def resolve_family(
         if is_embedding_model(saved, info):
             raise no_scoring_head(name_or_path, info, "a sentence-transformers embedding model (bi-encoder)")
         return Resolution(saved_family(saved), None, "saved")
-    for spec in all_families():
+    families = all_families()
+    for spec in [spec for spec in families if not spec.fallback] + [spec for spec in families if spec.fallback]:
         if spec.recognize is not None and spec.recognize(info):
-            return Resolution(spec.name, None, "checkpoint")
+            note = spec.detected_note
+            if note is not None:
+                note = note.format(name=name_or_path, architecture=", ".join(info.architectures) or "?")
+            return Resolution(spec.name, None, "checkpoint", note=note)
     raise no_scoring_head(name_or_path, info)
 
 
@@ -123,6 +132,8 @@ def is_embedding_model(modules_json: list[dict[str, Any]], info: CheckpointInfo)
     first = types[0] if types else ""
     if family_of_class(first) is not None or not first.endswith("Transformer"):
         return False
+    if family_of_saved_types(types) != "sequence-classification":  # a causal LM read by LogitScore
+        return False
     recognize = get_family("sequence-classification").recognize
     return recognize is not None and not recognize(info)
 
@@ -133,8 +144,7 @@ def no_scoring_head(name_or_path: str, info: CheckpointInfo, what: str = "") -> 
     return ValueError(
         f"{name_or_path!r} ({kind}{', '.join(info.architectures) or info.config.model_type}) has no scoring head "
         f"that rerank-plugins recognises, and a random one would score noise. Pass family= one of "
-        f"{', '.join(family_names())} (e.g. family='query-likelihood' for a causal LM fine-tuned for query "
-        "generation), or fine-tune it as a sequence classifier first."
+        f"{', '.join(family_names())}, or fine-tune it as a sequence classifier first."
     )
 
 
@@ -186,6 +196,10 @@ def fallback_tokenizer(name_or_path: str, entry: RegistryEntry | None, hub: HubO
 
 
 def saved_family(modules_json: list[dict[str, Any]]) -> str | None:
-    """The family of a saved model, from the class of its first module in ``modules.json``."""
-    first = modules_json[0].get("type", "") if modules_json else ""
-    return family_of_class(first) or ("sequence-classification" if first.endswith("Transformer") else None)
+    """The family of a saved model, from the classes of its modules in ``modules.json``."""
+    types = [str(module.get("type", "")) for module in modules_json]
+    first = types[0] if types else ""
+    found = family_of_class(first)
+    if found is None and first.endswith("Transformer"):  # sentence-transformers' own modules
+        return family_of_saved_types(types)
+    return found

@@ -205,3 +205,166 @@ def xpmir_cross_encoder_scores(path: str, pairs: list[tuple[str, str]], max_leng
         logits = model(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types])).logits
         scores.append(float(logits[0, 0]))  # the raw logit
     return scores
+
+
+# -- the causal-LM rerankers: the authors' code, one pair at a time, full-vocabulary logits ----------------------
+def _only_second(first: list[int], second: list[int], max_length: int) -> list[int]:
+    """``tokenizer.prepare_for_model(first, second, truncation="only_second", max_length=...)``'s second sequence:
+    the end of ``second`` goes when the pair is too long (left as is when it cannot absorb the whole excess)."""
+    excess = len(first) + len(second) - max_length
+    if excess <= 0 or len(second) <= excess:
+        return second
+    return second[:-excess]
+
+
+def _last_logits(model, ids: list[int]) -> torch.Tensor:
+    """The model's full-vocabulary logits at the last position of one unpadded input."""
+    return model(torch.tensor([ids])).logits[0, -1].float()
+
+
+def qwen3_reranker_inputs(
+    tokenizer, pairs: list[tuple[str, str]], instruction: str | None = None, max_length: int = 8192
+) -> list[list[int]]:
+    """The Qwen3-Reranker card's ``process_inputs``, one pair at a time: prefix + the cut body + suffix."""
+    prefix = (
+        "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
+        'provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
+    )
+    suffix = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    prefix_ids = tokenizer.encode(prefix, add_special_tokens=False)
+    suffix_ids = tokenizer.encode(suffix, add_special_tokens=False)
+    if instruction is None:
+        instruction = "Given a web search query, retrieve relevant passages that answer the query"
+    inputs = []
+    for query, document in pairs:
+        text = f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}"
+        body = tokenizer(
+            [text], padding=False, truncation="longest_first", return_attention_mask=False,
+            max_length=max_length - len(prefix_ids) - len(suffix_ids),
+        )["input_ids"][0]  # fmt: skip
+        inputs.append(prefix_ids + body + suffix_ids)
+    return inputs
+
+
+@torch.no_grad()
+def qwen3_reranker_scores(
+    path: str, pairs: list[tuple[str, str]], instruction: str | None = None, max_length: int = 8192, raw: bool = False
+) -> list[float]:
+    """The Qwen3-Reranker card: P(yes) = exp(log_softmax([no, yes])[1]) at the last token (``raw``: the margin)."""
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    no_id, yes_id = tokenizer.convert_tokens_to_ids("no"), tokenizer.convert_tokens_to_ids("yes")
+    scores = []
+    for ids in qwen3_reranker_inputs(tokenizer, pairs, instruction, max_length):
+        logits = _last_logits(model, ids)
+        if raw:
+            scores.append(float(logits[yes_id] - logits[no_id]))
+        else:
+            scores.append(float(torch.log_softmax(logits[[no_id, yes_id]], dim=-1)[1].exp()))
+    return scores
+
+
+def mxbai_rerank_v2_inputs(
+    tokenizer, pairs: list[tuple[str, str]], positions: int, instruction: str | None = None, max_length: int = 8192
+) -> list[list[int]]:
+    """mxbai-rerank 0.1.6 ``MxbaiRerankV2.prepare_inputs``, one pair at a time (``positions``: the config's
+    max_position_embeddings, the package's model_max_length)."""
+
+    def ids(text: str, **kwargs) -> list[int]:
+        return tokenizer(text, return_tensors=None, add_special_tokens=False, **kwargs)["input_ids"]
+
+    sep = ids("\n")
+    task = ids(
+        "You are a search relevance expert who evaluates how well documents match search queries. For each "
+        "query-document pair, carefully analyze the semantic relationship between them, then provide your binary "
+        "relevance judgment (0 for not relevant, 1 for relevant).\nRelevance:"
+    )
+    prefix = ids(
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\n"
+    )
+    suffix = ids("<|im_end|>\n<|im_start|>assistant\n")
+    predefined = len(prefix) + len(task) + len(suffix) + len(sep)
+    if max_length + predefined > positions:
+        max_length = positions - predefined
+    inputs = []
+    for query, document in pairs:
+        query_text = f"query: {query}"
+        if instruction:
+            query_text = f"instruction: {instruction}\n{query_text}"
+        query_ids = ids(query_text, max_length=max_length * 3 // 4, truncation=True)
+        document_max = min(positions - len(query_ids) - predefined, max_length)
+        document_ids = ids(f"document: {document}", max_length=document_max, truncation=True)
+        second = _only_second(query_ids, sep + document_ids, max_length)
+        inputs.append(prefix + query_ids + second + sep + task + suffix)
+    return inputs
+
+
+@torch.no_grad()
+def mxbai_rerank_v2_scores(
+    path: str, pairs: list[tuple[str, str]], instruction: str | None = None, max_length: int = 8192
+) -> list[float]:
+    """mxbai-rerank 0.1.6 ``MxbaiRerankV2.predict``: logit("1") - logit("0") at the last token, raw."""
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    yes_id = tokenizer("1", add_special_tokens=False)["input_ids"][0]
+    no_id = tokenizer("0", add_special_tokens=False)["input_ids"][0]
+    positions = model.config.max_position_embeddings
+    scores = []
+    for ids in mxbai_rerank_v2_inputs(tokenizer, pairs, positions, instruction, max_length):
+        logits = _last_logits(model, ids)
+        scores.append(float(logits[yes_id] - logits[no_id]))
+    return scores
+
+
+def bge_llm_reranker_inputs(
+    tokenizer, pairs: list[tuple[str, str]], prompt: str | None = None, max_length: int = 512
+) -> list[list[int]]:
+    """FlagEmbedding 1.4.2 ``FlagLLMReranker.compute_score_single_gpu``'s inputs, one pair at a time."""
+    if prompt is None:
+        prompt = (
+            "Given a query A and a passage B, determine whether the passage contains an answer to the query by "
+            "providing a prediction of either 'Yes' or 'No'."
+        )
+    prompt_ids = tokenizer(prompt, return_tensors=None, add_special_tokens=False)["input_ids"]
+    sep = tokenizer("\n", return_tensors=None, add_special_tokens=False)["input_ids"]
+    encode_max_length = max_length + len(sep) + len(prompt_ids)
+    bos = tokenizer.bos_token_id
+    inputs = []
+    for query, passage in pairs:
+        query_ids = tokenizer(
+            "A: " + query, return_tensors=None, add_special_tokens=False, max_length=max_length * 3 // 4,
+            truncation=True,
+        )["input_ids"]  # fmt: skip
+        passage_ids = tokenizer(
+            "B: " + passage, return_tensors=None, add_special_tokens=False, max_length=max_length, truncation=True
+        )["input_ids"]
+        first = [bos, *query_ids] if bos is not None and bos != tokenizer.pad_token_id else query_ids
+        second = _only_second(first, sep + passage_ids, encode_max_length)
+        inputs.append(first + second + sep + prompt_ids)
+    return inputs
+
+
+@torch.no_grad()
+def bge_llm_reranker_scores(
+    path: str, pairs: list[tuple[str, str]], prompt: str | None = None, max_length: int = 512
+) -> list[float]:
+    """FlagEmbedding 1.4.2 ``FlagLLMReranker.compute_score``: the logit of "Yes" at the last token, raw."""
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    yes_id = tokenizer("Yes", add_special_tokens=False)["input_ids"][0]
+    return [
+        float(_last_logits(model, ids)[yes_id]) for ids in bge_llm_reranker_inputs(tokenizer, pairs, prompt, max_length)
+    ]
+
+
+def llm_raw_scores(family: str, path: str, pairs: list[tuple[str, str]], **options) -> list[float]:
+    """The raw score (before any activation) of an LLM reranker family, from its authors' code above."""
+    if family == "qwen3-reranker":
+        return qwen3_reranker_scores(path, pairs, raw=True, **options)
+    if family == "mxbai-rerank-v2":
+        return mxbai_rerank_v2_scores(path, pairs, **options)
+    if family == "bge-llm-reranker":
+        options = {"prompt" if key == "instruction" else key: value for key, value in options.items()}
+        return bge_llm_reranker_scores(path, pairs, **options)
+    raise ValueError(f"no LLM reference for {family!r}")

@@ -293,6 +293,12 @@ class PreprocessEncoder:
             first = [(prompt or "") + str(query) for query, _ in rows]
             ids = tokenizer(first, [str(d) for _, d in rows], truncation=True, max_length=self.max_length)["input_ids"]
             counts = [len(row) for row in ids]
+            empty = [row for row, count in zip(rows, counts, strict=True) if count == 0]
+            if empty and getattr(tokenizer, "chat_template", None) is None:  # a chat template adds its own tokens
+                raise ValueError(
+                    f"The pair {tuple(empty[0])!r} has no token for this model to read (its tokenizer adds none to "
+                    "an empty query and document): give it some text."
+                )
         else:
             counts = [sum(len(str(text)) for text in row) // 4 + 1 for row in rows]
         return [Encoded(count, (row, prompt)) for count, row in zip(counts, rows, strict=True)]

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from transformers import AutoModelForCausalLM
 
 from rerank_plugins.checks import InputError
-from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
+from rerank_plugins.families import FamilySpec, TinyModel
 from rerank_plugins.scoring.base import Encoded, Pair, ScoringModule, fp32_scores
 from rerank_plugins.scoring.padding import length_chunks
 from rerank_plugins.scoring.truncation import report_truncated
@@ -181,19 +181,12 @@ class QueryLikelihoodScore(ScoringModule):
         return (target_logits - log_total).reshape(targets.shape)
 
 
-CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
-
-
-def is_causal_lm_checkpoint(info: CheckpointInfo) -> bool:
-    """A causal LM (its config's architectures, e.g. ``BloomForCausalLM``) is read as query likelihood."""
-    return any(name.endswith(CAUSAL_LM_SUFFIXES) for name in info.architectures)
-
-
 FAMILY = FamilySpec(
     "query-likelihood",
     module=QueryLikelihoodScore,
     activation="identity",  # the mean log-probability itself is the score (at most 0)
-    recognize=is_causal_lm_checkpoint,
+    # No recognize: a causal LM is not read as query likelihood unless asked (the RankingGPT hub ids, preset=,
+    # family=); one that no family recognises is scored as sentence-transformers scores it (logit-score).
     tiny_models=(
         TinyModel(
             "query-likelihood",

@@ -117,6 +117,7 @@ def build_sequence_classifier(request: LoadRequest) -> list[nn.Module]:
     if options:
         raise ValueError(f"Unknown family_options {sorted(options)} for sequence classification: use 'truncation'.")
     hub = request.hub
+    refuse_causal_lm(CheckpointInfo(request.name_or_path, hub))
     # Transformer takes cache_dir on its own; everything else goes to every from_pretrained call.
     shared = {key: value for key, value in hub.pretrained_kwargs().items() if key != "cache_dir"}
     transformer = PairClassifier(
@@ -139,6 +140,22 @@ def build_sequence_classifier(request: LoadRequest) -> list[nn.Module]:
     if transformer.model.config.num_labels == 2:
         modules.append(LabelMargin())
     return modules
+
+
+CAUSAL_LM_FAMILIES = ("logit-score", "qwen3-reranker", "mxbai-rerank-v2", "bge-llm-reranker", "query-likelihood")
+"""The built-in families that score a causal LM."""
+
+
+def refuse_causal_lm(info: CheckpointInfo) -> None:
+    """A causal LM without a trained classification head would get a random one: a ``ValueError`` instead."""
+    architectures = info.architectures
+    causal = [name for name in architectures if name.endswith(("ForCausalLM", "LMHeadModel"))]
+    if causal and not any(name.endswith("ForSequenceClassification") for name in architectures):
+        raise ValueError(
+            f"{info.name_or_path!r} is a causal LM ({causal[0]}) without a trained sequence-classification head: "
+            "family='sequence-classification' would put a randomly initialised one on it. The families that score "
+            f"a causal LM: {', '.join(CAUSAL_LM_FAMILIES)} (or preset= a hub id of the registry for a local copy)."
+        )
 
 
 def has_classification_head(info: CheckpointInfo) -> bool:

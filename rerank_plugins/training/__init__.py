@@ -8,6 +8,9 @@ add what those cannot express: the objectives the published models were trained 
 - :class:`MonoT5CrossEntropyLoss`: castorini's monoT5 fine-tuning (cross-entropy on ``▁true``/``▁false``).
 - :class:`QueryLikelihoodLoss`: RankingGPT's query likelihood with listed and/or in-batch negatives.
 - :class:`CircleLoss`: ListConRanker's Circle loss over a whole list.
+- :class:`AnswerTokenCrossEntropyLoss`: Qwen3-Reranker's SFT objective (full-vocabulary CE on ``yes``/``no``).
+- :class:`GroupedSoftmaxLoss`: FlagEmbedding's reranker objective (bge-reranker-v2-gemma): a softmax over each
+  query's positive and negatives.
 
 :func:`check_dataset` checks a dataset against a loss (NaN labels, a label column under another name, strings
 where lists belong, ...); ``rerank_plugins.CrossEncoder`` runs it by itself when a trainer is built around it.
@@ -26,6 +29,7 @@ if _MISSING:
         'pip install "rerank-plugins[train]"'
     )
 
+from rerank_plugins.training.causal_lm import AnswerTokenCrossEntropyLoss, GroupedSoftmaxLoss  # noqa: E402
 from rerank_plugins.training.checks import check_dataset  # noqa: E402
 from rerank_plugins.training.data import load_distillation_file  # noqa: E402
 from rerank_plugins.training.listconranker import CircleLoss  # noqa: E402
@@ -37,7 +41,9 @@ from rerank_plugins.training.monot5 import (  # noqa: E402
 from rerank_plugins.training.query_likelihood import QueryLikelihoodLoss  # noqa: E402
 
 __all__ = [
+    "AnswerTokenCrossEntropyLoss",
     "CircleLoss",
+    "GroupedSoftmaxLoss",
     "InRankerDistillationLoss",
     "MonoT5CrossEntropyLoss",
     "QueryLikelihoodLoss",

@@ -28,7 +28,11 @@ def load(tiny_paths: dict[str, str], kind: str, **kwargs: object) -> CrossEncode
     return CrossEncoder(tiny_paths[kind], family=KIND_FAMILY[kind], device="cpu", **kwargs)
 
 
-@pytest.mark.parametrize("kind", ["monot5", "sequence-classification", "sequence-classification-2", "deberta"])
+@pytest.mark.parametrize(
+    "kind",
+    ["monot5", "sequence-classification", "sequence-classification-2", "deberta", "qwen3-reranker", "mxbai-rerank-v2",
+     "bge-llm-reranker"],
+)  # fmt: skip
 def test_int8_ranks_like_fp32(tiny_paths, kind):
     fp32, int8 = load(tiny_paths, kind), quantize_int8(load(tiny_paths, kind))
     assert is_quantized(int8) and not is_quantized(fp32)
@@ -52,6 +56,14 @@ def test_monot5_lm_head_and_embeddings_stay_float(tiny_paths):
     assert backbone.get_input_embeddings().weight.dtype == torch.float32
     assert is_quantized(backbone.get_encoder()) and is_quantized(backbone.get_decoder())
     assert 0.0 <= model.predict([(QUERIES[0], DOCUMENTS[0])])[0] <= 1.0
+
+
+@pytest.mark.parametrize("kind", ["qwen3-reranker", "mxbai-rerank-v2", "bge-llm-reranker"])
+def test_llm_reranker_lm_head_stays_float(tiny_paths, kind):
+    model = quantize_int8(load(tiny_paths, kind))
+    causal_lm = model[0].model
+    assert causal_lm.get_output_embeddings().weight.dtype == torch.float32  # its answer rows are read directly
+    assert is_quantized(causal_lm.base_model)
 
 
 def test_classification_head_stays_float(tiny_paths):
