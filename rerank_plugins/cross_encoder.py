@@ -89,6 +89,7 @@ class CrossEncoder(STCrossEncoder):
             model_name_or_path, family=family, preset=preset, hub=HubOptions.from_kwargs(kwargs)
         )
         entry = resolution.entry
+        check_backend(resolution, kwargs.get("backend", "torch"))
         # Plain attributes set before nn.Module.__init__: read while the modules load.
         object.__setattr__(self, "_resolution", resolution)
         object.__setattr__(self, "_family_options", {**(entry.options if entry else {}), **(family_options or {})})
@@ -400,6 +401,18 @@ class CrossEncoder(STCrossEncoder):
             show_progress_bar=show_progress_bar, activation_fn=options.activation, apply_softmax=options.apply_softmax,
             convert_to_tensor=True, device=device, pool=pool, chunk_size=chunk_size,
         )  # fmt: skip
+
+
+def check_backend(resolution: Resolution, backend: Any) -> None:
+    """``backend=`` checked against the family before anything loads: an error, never PyTorch in its place."""
+    spec = resolution.spec
+    if spec is not None:
+        spec.check_backend(backend)
+    elif resolution.source == "saved" and backend != "torch":
+        raise ValueError(
+            f"backend={backend!r} needs a model of a known family; this saved model's modules belong to none. "
+            "Load it with backend='torch'."
+        )
 
 
 def _refuse_unknown(kwargs: Mapping[str, Any], method: str) -> None:

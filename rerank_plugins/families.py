@@ -41,6 +41,9 @@ BUILTIN_FAMILIES: Mapping[str, str] = {
 }
 """Built-in family name -> the module whose ``FAMILY`` describes it (imported on first use)."""
 
+BACKENDS = ("torch", "onnx", "openvino")
+"""What ``CrossEncoder(..., backend=...)`` takes, as in sentence-transformers."""
+
 ACTIVATIONS = {"sigmoid": "Sigmoid", "identity": "Identity", "log-sigmoid": "LogSigmoid"}
 """Activation names a family or registry entry may use -> the ``torch.nn`` class."""
 
@@ -118,6 +121,9 @@ class FamilySpec:
         modes: the family's own inference modes, by name (``rank(..., iterative=True)`` asks for ``"iterative"``):
             ``mode(score_list, count) -> scores``, where ``score_list(indices)`` scores those documents of the
             request as one list; the request core calls it in place of scoring the request once.
+        backends: the inference backends its module can run (``CrossEncoder(..., backend=...)``): ``"torch"``,
+            and ``"onnx"`` / ``"openvino"`` for a module that exports its score graph (``rerank_plugins.backends``).
+            Any other backend is refused when the model loads.
     """
 
     name: str
@@ -129,6 +135,7 @@ class FamilySpec:
     int8_targets: Callable[[Any], list[nn.Module]] | None = None
     module_classes: tuple[type[nn.Module], ...] = ()
     modes: Mapping[str, InferenceMode] = field(default_factory=dict)
+    backends: tuple[str, ...] = ("torch",)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or self.name != self.name.strip():
@@ -137,6 +144,19 @@ class FamilySpec:
             raise ValueError(f"Family {self.name!r}: give exactly one of module= and build=.")
         if isinstance(self.activation, str) and self.activation not in ACTIVATIONS:
             raise ValueError(f"Family {self.name!r}: unknown activation {self.activation!r}; use one of {ACTIVATIONS}.")
+        unknown = [backend for backend in self.backends if backend not in BACKENDS]
+        if unknown or "torch" not in self.backends:
+            raise ValueError(f"Family {self.name!r}: backends must include 'torch' and be among {BACKENDS}.")
+
+    def check_backend(self, backend: Any) -> None:
+        """A ``ValueError`` at load for a backend this family cannot run: never a silent fallback to PyTorch."""
+        if backend not in BACKENDS:
+            raise ValueError(f"Unknown backend {backend!r}; use one of {', '.join(map(repr, BACKENDS))}.")
+        if backend not in self.backends:
+            raise ValueError(
+                f"The {self.name} family cannot run on backend={backend!r} (its backends: "
+                f"{', '.join(self.backends)}); load it with backend='torch'."
+            )
 
     def build_modules(self, request: LoadRequest) -> list[nn.Module]:
         if self.build is not None:
