@@ -21,6 +21,7 @@ from functools import cached_property
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from rerank_plugins.backends.options import split_backend_options
 from rerank_plugins.hub import NO_HUB_OPTIONS, HubOptions
 from rerank_plugins.registry import RegistryEntry, check_preset, lookup
 
@@ -162,17 +163,19 @@ class FamilySpec:
         if self.build is not None:
             return list(self.build(request))
         assert self.module is not None
-        return [
-            self.module(
-                request.name_or_path,
-                **dict(request.options),
-                tokenizer_name_or_path=request.tokenizer_name_or_path,
-                model_kwargs=request.model_kwargs,
-                processor_kwargs=request.processor_kwargs,
-                config_kwargs=request.config_kwargs,
-                hub=request.hub,
-            )
-        ]
+        backend, model_kwargs = split_backend_options(request.backend, request.model_kwargs)
+        module = self.module(
+            request.name_or_path,
+            **dict(request.options),
+            tokenizer_name_or_path=request.tokenizer_name_or_path,
+            model_kwargs=model_kwargs,
+            processor_kwargs=request.processor_kwargs,
+            config_kwargs=request.config_kwargs,
+            hub=request.hub,
+        )
+        if backend.backend != "torch":  # the module exports (or finds) its score graph: ScoringModule.start_backend
+            module.start_backend(request.name_or_path, backend, request.hub)  # type: ignore[attr-defined,operator]
+        return [module]
 
     def make_activation(self) -> nn.Module | None:
         """The default activation module, or None for sentence-transformers' own default."""

@@ -23,6 +23,10 @@ KIND_FAMILY: dict[str, str | None] = {
     "sequence-classification": None,
     "sequence-classification-2": "sequence-classification",
     "deberta": "sequence-classification",
+    "monot5": None,
+    "query-likelihood": "query-likelihood",
+    "llama": "query-likelihood",
+    "listconranker": None,
 }
 BACKENDS = ["onnx", "openvino"]
 SAVED_FILES = {"onnx": ["onnx/model.onnx"], "openvino": ["openvino/openvino_model.xml", "openvino/openvino_model.bin"]}
