@@ -13,9 +13,18 @@ Importing this package imports neither torch nor a runtime.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rerank_plugins.backends.options import BackendOptions, split_backend_options
+
+if TYPE_CHECKING:
+    from rerank_plugins.backends.export import (
+        export_dynamic_quantized_onnx_model as export_dynamic_quantized_onnx_model,
+    )
+    from rerank_plugins.backends.export import export_optimized_onnx_model as export_optimized_onnx_model
+    from rerank_plugins.backends.export import (
+        export_static_quantized_openvino_model as export_static_quantized_openvino_model,
+    )
 
 EXPORT_HELPERS = (
     "export_optimized_onnx_model",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,8 @@ class OpenVINORuntime(Runtime):
         self.precision = precision_of(model, options.ov_config)
         config = {"PERFORMANCE_HINT": "LATENCY", **options.ov_config, PRECISION_HINT: self.precision}
         self.compiled = core.compile_model(model, "CPU", config)
-        self.input_names = tuple(port.get_any_name() for port in self.compiled.inputs)
+        # A Parameter's friendly name is the ONNX input's name (a port may carry further tensor names).
+        self.input_names = tuple(port.get_node().get_friendly_name() for port in self.compiled.inputs)
         self.local = threading.local()
 
     def __call__(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -97,3 +98,46 @@ class OpenVINORuntime(Runtime):
         del model
         for suffix in (".xml", ".bin"):
             os.replace(staged.with_suffix(suffix), target.with_suffix(suffix))
+
+
+STATIC_INT8_OPTIONS = ("num_samples", "preset", "fast_bias_correction", "smooth_quant_alpha")
+"""The keys ``quantization_config`` may hold for static int8 (NNCF's post-training quantization)."""
+
+
+def quantize_static_int8(
+    source: Path, target: Path, batches: Iterable[Mapping[str, torch.Tensor]], config: Mapping[str, Any] | None
+) -> None:
+    """NNCF's post-training int8 quantization of an OpenVINO model, its ranges calibrated on ``batches``.
+
+    ``config``: ``num_samples`` (calibration batches used, default all), ``preset`` (``"mixed"``: symmetric weights,
+    asymmetric activations, the default for transformers; or ``"performance"``), ``fast_bias_correction``
+    (default True), ``smooth_quant_alpha`` (NNCF's transformer default unless given; -1 turns SmoothQuant off).
+    """
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(STATIC_INT8_OPTIONS))
+    if unknown:
+        raise ValueError(f"Unknown quantization_config key(s) {unknown}; known: {STATIC_INT8_OPTIONS}.")
+    ov = import_backend("openvino")
+    try:
+        import nncf
+    except ImportError as error:
+        raise ImportError("Static int8 needs NNCF: pip install 'rerank-plugins[openvino]'.") from error
+    model = ov.Core().read_model(str(source))
+    names = [port.get_node().get_friendly_name() for port in model.inputs]
+    items = [{name: batch[name].detach().cpu().numpy() for name in names} for batch in batches]
+    advanced = None
+    if "smooth_quant_alpha" in config:
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+        alpha = float(config["smooth_quant_alpha"])
+        advanced = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(items),
+        preset=nncf.QuantizationPreset(config.get("preset", "mixed")),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=int(config.get("num_samples", len(items))),
+        fast_bias_correction=bool(config.get("fast_bias_correction", True)),
+        advanced_parameters=advanced,
+    )
+    save_with_precision(quantized, target, saved_precision(model) or "f32")

@@ -21,7 +21,7 @@ DEFAULT_FILES = {"onnx": "model.onnx", "openvino": "openvino_model.xml"}
 """The file each backend loads unless ``file_name`` says otherwise (sentence-transformers' and Optimum's names)."""
 EXTRAS = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
 """backend -> (the module it imports, the ``rerank-plugins`` extra that installs it)."""
-BACKEND_KEYS = ("file_name", "export", "provider", "ov_config")
+BACKEND_KEYS = ("file_name", "export", "provider", "ov_config", "int8")
 """``model_kwargs`` keys that belong to the backend, not to ``from_pretrained`` (``subfolder`` serves both)."""
 PRECISION_HINT = "INFERENCE_PRECISION_HINT"
 
@@ -42,6 +42,9 @@ class BackendOptions:
         ov_config: OpenVINO compile options (a dict, or a path to a JSON file). Without
             ``INFERENCE_PRECISION_HINT`` the model runs in the precision saved with it, else fp32: never a
             lower precision unasked (OpenVINO's own default is bf16 on CPUs that have it).
+        int8: rerank-plugins' own option: load the int8 file the export helpers write for this machine
+            (:func:`int8_file`), quantizing the model at load when it has none (ONNX: dynamic int8; OpenVINO:
+            static int8 calibrated on the built-in pairs). ``file_name`` names another file.
     """
 
     backend: str = "torch"
@@ -50,6 +53,7 @@ class BackendOptions:
     export: bool | None = None
     provider: str | None = None
     ov_config: dict[str, Any] = field(default_factory=dict)
+    int8: bool = False
 
     @property
     def default_file(self) -> str:
@@ -91,8 +95,34 @@ def split_backend_options(backend: str, model_kwargs: dict[str, Any] | None) -> 
         export=export,
         provider=values.get("provider"),
         ov_config=dict(ov_config),
+        int8=bool(values.get("int8", False)),
     )
     return options, rest
+
+
+def cpu_int8_config() -> str:
+    """Optimum's dynamic int8 configuration for this CPU: ``avx512_vnni``, ``avx512``, ``avx2`` or ``arm64``."""
+    import platform
+
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return "arm64"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    if "avx512_vnni" in flags:
+        return "avx512_vnni"
+    return "avx512" if "avx512f" in flags else "avx2"
+
+
+def int8_file(backend: str) -> str:
+    """Where the export helpers put the default int8 file of ``backend`` (for this CPU, for ONNX)."""
+    if backend == "onnx":
+        config = cpu_int8_config()
+        weights = "quint8" if config == "avx2" else "qint8"
+        return f"onnx/model_{weights}_{config}.onnx"
+    return "openvino/openvino_model_qint8_quantized.xml"
 
 
 def import_backend(backend: str) -> ModuleType:

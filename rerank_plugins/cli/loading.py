@@ -170,18 +170,40 @@ def quiet_loading(verbose: bool = False) -> Iterator[None]:
 
 
 def load_model(
-    name: str, family: str | None = None, preset: str | None = None, *, verbose: bool = False, **kwargs: Any
+    name: str,
+    family: str | None = None,
+    preset: str | None = None,
+    *,
+    verbose: bool = False,
+    int8: bool = False,
+    **kwargs: Any,
 ) -> Any:
-    """Load ``rerank_plugins.CrossEncoder`` quietly; a path that is not a model, or an unreachable hub, is one line."""
+    """Load ``rerank_plugins.CrossEncoder`` quietly; a path that is not a model, or an unreachable hub, is one line.
+
+    ``int8``: torch's dynamic int8 (``quantize_int8``) with ``backend="torch"``, else the backend's int8 file
+    (``model_kwargs={"int8": True}``).
+    """
     _check_model_name(name)
     _check_device(kwargs.get("device"))
     kwargs = _hub_options(name, kwargs)
+    backend = kwargs.get("backend", "torch")
+    if int8 and backend != "torch":
+        kwargs["model_kwargs"] = {**(kwargs.get("model_kwargs") or {}), "int8": True}
     from rerank_plugins import CrossEncoder
 
     try:
         with quiet_loading(verbose):
-            return CrossEncoder(os.path.expanduser(name), family=family, preset=preset, **kwargs)
+            model = CrossEncoder(os.path.expanduser(name), family=family, preset=preset, **kwargs)
+        if int8 and backend == "torch":
+            from rerank_plugins.quantization import quantize_int8
+
+            quantize_int8(model)
+        return model
+    except ImportError as error:
+        raise CommandError(str(error).splitlines()[0]) from error
     except (OSError, ValueError) as error:
+        if isinstance(error, ValueError) and ("backend" in str(error) or "int8" in str(error)):
+            raise CommandError(str(error).splitlines()[0]) from error
         if isinstance(error, ValueError) and ("family" in str(error) or "preset" in str(error)):
             raise CommandError(str(error).splitlines()[0]) from error
         reason = str(error).splitlines()[0].rstrip(". ") if str(error) else type(error).__name__

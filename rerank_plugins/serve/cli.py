@@ -18,6 +18,8 @@ DTYPES = ("auto", "fp32", "bf16", "fp16")
 
 def register(commands: Any) -> None:
     """Add ``serve`` to the subparsers ``commands`` of the ``rerank-plugins`` parser."""
+    from rerank_plugins.cli.options import add_backend_arguments
+
     serve = commands.add_parser(
         "serve",
         help="serve models over HTTP (Cohere, Jina and TEI rerank APIs)",
@@ -50,6 +52,7 @@ def register(commands: Any) -> None:
     serve.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: the best available)")
     serve.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' dtype (default: the checkpoint's)")
     serve.add_argument("--max-length", type=int, help="tokens per input (default: the model's)")
+    add_backend_arguments(serve)
     serve.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code")
     serve.add_argument(
         "--api-key",
@@ -164,6 +167,10 @@ def model_specs(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]
         common["device"] = args.device
     if args.max_length:
         common["max_length"] = args.max_length
+    if args.backend != "torch":
+        common["backend"] = args.backend
+    if args.int8:
+        common["int8"] = True
     if args.dtype != "auto":
         import torch
 
