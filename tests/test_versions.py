@@ -23,7 +23,8 @@ except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
 ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS = ROOT / ".ci" / "lowest-constraints.txt"
 # The direct dependencies whose floors CI tests (issue 9): the core three and the adapters' libraries.
-FLOORED = {"torch", "transformers", "sentence-transformers", "langchain-core", "langchain-classic", "llama-index-core"}
+FLOORED = {"torch", "transformers", "sentence-transformers", "langchain-core", "langchain-classic", "llama-index-core",
+           "onnxruntime", "onnx", "openvino", "nncf"}  # fmt: skip
 
 
 def floors() -> dict[str, Version]:
