@@ -3,8 +3,8 @@
 For each ``--shapes real`` model (built into ``--models-dir`` as ``benchmarks.run`` builds them), one DL19 query
 and its first ``--depth`` passages are scored by ``rerank_plugins.CrossEncoder`` on the CPU in fp32, then on CUDA
 in fp32 and in bf16; the largest absolute differences are printed (fp32 must stay within ``1e-5``; bf16 within
-``tests/test_gpu.py``'s ``2e-2``, relative to ``max(1, |score|)`` for query likelihood). Exit status 1 when one
-does not.
+``tests/scoring/test_gpu.py``'s ``2e-2``, relative to ``max(1, |score|)`` for query likelihood). Exit status 1 when
+one does not.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
 # Needs an environment with the package and its test extra, a CUDA build of torch and inranker
 # (pip install -e ".[test]" inranker). Stages, each written to OUT_DIR (default $OUT or ./gpu-check):
-#   1. tests/test_gpu.py: every family's scores on CUDA vs CPU fp32 (fp32 to 1e-5, bf16 within 2e-2), tiny models;
+#   1. tests/scoring/test_gpu.py: every family's scores on CUDA vs CPU fp32 (fp32 to 1e-5, bf16 within 2e-2), tiny
+#      models;
 #   2. benchmarks.run --shapes real, bf16: every real seed shape against its alternative, 4 queries x 100 BM25
 #      passages (one predict per query, at predict()'s defaults: no --batch-size), model TFLOP/s against the
 #      card's measured dense bf16 matmul; the 3B shapes are built on the GPU (seconds) and saved in bf16;
@@ -24,7 +25,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 for stage in $STAGES; do
   start=$(date +%s)
   case "$stage" in
-    1) timeout 150 "$PYTHON" -m pytest tests/test_gpu.py -q -rs 2>&1 | tee "$OUT_DIR/test_gpu.txt" || status=1 ;;
+    1) timeout 150 "$PYTHON" -m pytest tests/scoring/test_gpu.py -q -rs 2>&1 | tee "$OUT_DIR/test_gpu.txt" || status=1 ;;
     2) timeout 330 "$PYTHON" -m benchmarks.run --device cuda --dtype bf16 --shapes real --queries 4 --depth 100 \
          --warm-up-queries 1 --repeats 2 --skip-memory --models-dir "$MODELS_DIR" \
          --json "$OUT_DIR/gpu-real-bf16.json" 2>&1 | tee "$OUT_DIR/benchmark.txt" || status=1 ;;

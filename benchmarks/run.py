@@ -32,7 +32,7 @@ from benchmarks.backends import backend_sides, compare_backends, int8_matmul_ops
 from benchmarks.measure import MALLOC_ENV, matmul_flops
 from benchmarks.models import BENCH, REAL, SMALL_REAL, Shape, ensure_model
 from benchmarks.runners import ALTERNATIVES, DTYPES
-from rerank_plugins.quantization import INT8_FAMILIES
+from rerank_plugins.families import get_family
 from rerank_plugins.registry import FAMILIES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,7 +178,7 @@ def family_row(
     passes alternate A B B A ... so that both sides see the same machine load; each side keeps its best pass.
     """
     family = shape.family
-    int8 = args.int8 and family in INT8_FAMILIES and args.device == "cpu"
+    int8 = args.int8 and get_family(family).int8_targets is not None and args.device == "cpu"
     base = {"family": family, "path": str(path), "groups": groups, "warm_groups": warm, "device": args.device,
             "dtype": args.dtype, "batch_size": args.batch_size, "threads": args.threads}  # fmt: skip
     sides = ["ours", "alternative", *(["ours-int8"] if int8 else [])]

@@ -1,7 +1,8 @@
 """rerank-plugins: published rerankers with their authors' exact scores, everywhere people rerank.
 
-`CrossEncoder` is a drop-in subclass of `sentence_transformers.CrossEncoder`; the LangChain and
-LlamaIndex adapters (`rerank_plugins.langchain`, `rerank_plugins.llama_index`) sit on top of it.
+`CrossEncoder` is a drop-in subclass of `sentence_transformers.CrossEncoder`; the LangChain, LlamaIndex and
+Haystack adapters (`rerank_plugins.langchain`, `rerank_plugins.llama_index`, `rerank_plugins.haystack`) sit on top
+of it.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
-"""What the LangChain and LlamaIndex adapters share: loading a model, one ``rank`` call per query, the cut-off.
+"""What the framework adapters share: loading a model, one request per query, the cut-off.
 
 The adapters only turn framework objects into texts and back; everything about options and scoring happens
 here, once, so that both frameworks rank exactly as ``CrossEncoder.rank`` does. They return copies: the document
 or node and its metadata mapping are new objects, but the metadata values are the caller's own, never
 deep-copied (a lock or a client cannot be). A listwise model's scores depend on the whole candidate list, so
-each query's candidates go to ``rank`` in one call. Calls on one model may run at once: scoring keeps no state
-between calls, and without a lock concurrent calls finished sooner (2 threads x 8 calls of 32 passages, tiny
-monoT5 on 2 CPU cores: 0.90-1.01 s against 1.20-3.31 s serialised). Async callers score in a worker thread,
-never on the event loop.
+each query's candidates are one request to the request core. Calls on one model may run at once: scoring keeps
+no state between calls, and without a lock concurrent calls finished sooner (``docs/performance.md``). Async
+callers score in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from rerank_plugins.checks import check_positive, validate_pairs
 from rerank_plugins.core.batching import ACCELERATOR_BATCH_TOKENS, CPU_BATCH_SIZE
 from rerank_plugins.core.ranking import Scored, rank_requests, score_requests
 from rerank_plugins.core.requests import Ranking, Request, RequestOptions, RunOptions
+from rerank_plugins.evaluation import evaluator_lists
 from rerank_plugins.families import (
     FamilySpec,
     LoadRequest,
@@ -228,7 +229,10 @@ class CrossEncoder(STCrossEncoder):
             scores = self._score_in_pool(pairs, options, batch_size, show_progress_bar, device, pool, chunk_size)
         else:
             run = self.run_options(batch_size, show_progress_bar, device, batch_tokens)
-            requests, places = requests_of_pairs(pairs, options)
+            samples = evaluator_lists(pairs) if self.is_listwise else None  # the evaluator's own lists, if it calls
+            requests, places = (
+                requests_of_pairs(pairs, options) if samples is None else requests_of_lists(pairs, samples, options)
+            )
             scored = score_requests(self, requests, run)
             scores = gather(scored, places, self.device)
         if convert_to_tensor:
@@ -431,6 +435,19 @@ def requests_of_pairs(pairs: Sequence[Sequence[str]], options: RequestOptions) -
         places.append((order.setdefault(query, len(order)), len(members)))
         members.append(document)
     return [Request(query, tuple(members), options) for query, members in documents.items()], places
+
+
+def requests_of_lists(
+    pairs: Sequence[Sequence[str]], sizes: Sequence[int], options: RequestOptions
+) -> tuple[list[Request], list[Place]]:
+    """``pairs`` cut into consecutive lists of ``sizes`` (one request each, whatever their query texts)."""
+    requests, places, start = [], [], 0
+    for number, size in enumerate(sizes):
+        members = pairs[start : start + size]
+        requests.append(Request(members[0][0], tuple(document for _, document in members), options))
+        places += [(number, slot) for slot in range(size)]
+        start += size
+    return requests, places
 
 
 def sorted_by_index(results: Sequence[Mapping[str, Any]], count: int) -> list[float]:

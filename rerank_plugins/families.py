@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from rerank_plugins.backends.options import split_backend_options
 from rerank_plugins.hub import NO_HUB_OPTIONS, HubOptions
-from rerank_plugins.registry import RegistryEntry, check_preset, lookup
+from rerank_plugins.registry import BUILTIN_FAMILIES, RegistryEntry, check_preset, lookup
 
 if TYPE_CHECKING:
     from torch import nn
@@ -33,14 +33,6 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "rerank_plugins.families"
 """Entry points of this group name a ``FamilySpec`` object (``"my_package.module:FAMILY"``)."""
-
-BUILTIN_FAMILIES: Mapping[str, str] = {
-    "monot5": "rerank_plugins.scoring.monot5",
-    "sequence-classification": "rerank_plugins.scoring.sequence_classification",
-    "query-likelihood": "rerank_plugins.scoring.query_likelihood",
-    "listconranker": "rerank_plugins.scoring.listconranker",
-}
-"""Built-in family name -> the module whose ``FAMILY`` describes it (imported on first use)."""
 
 BACKENDS = ("torch", "onnx", "openvino")
 """What ``CrossEncoder(..., backend=...)`` takes, as in sentence-transformers."""
@@ -96,6 +88,28 @@ class CheckpointInfo:
         return list(getattr(self.config, "architectures", None) or [])
 
 
+@dataclass(frozen=True)
+class TinyModel:
+    """A tiny random model of a family, built offline for tests (``rerank_plugins.testing.build_tiny_model(kind)``).
+
+    Attributes:
+        kind: its name for ``build_tiny_model`` and ``rerank-plugins tiny-model --family``.
+        description: what it is, in a few words (the architecture, what it stands for).
+        builder: ``"package.module:function"`` building it from a ``rerank_plugins.testing.BuildSpec``; imported
+            only when a model is built, so that loading a family never imports test code.
+        sizes: its tiny sizes (config keys); ``build_model(kind, sizes=...)`` overrides them.
+        detected: it loads without ``family=`` (its checkpoint is recognised); else tests pass the family.
+        options: further builder options (e.g. ``{"num_labels": 2}``).
+    """
+
+    kind: str
+    description: str
+    builder: str
+    sizes: Mapping[str, Any] = field(default_factory=dict)
+    detected: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
 InferenceMode = Callable[[Callable[[list[int]], Sequence[float]], int], list[float]]
 """A family's inference over one request: ``mode(score_list, count)`` -> one final score per document."""
 
@@ -119,6 +133,7 @@ class FamilySpec:
             ``quantize_int8`` may touch; None when int8 is not supported.
         module_classes: further module classes that saved models of this family contain (they reload without
             ``trust_remote_code``).
+        tiny_models: the tiny offline models that stand for this family in tests (:class:`TinyModel`).
         modes: the family's own inference modes, by name (``rank(..., iterative=True)`` asks for ``"iterative"``):
             ``mode(score_list, count) -> scores``, where ``score_list(indices)`` scores those documents of the
             request as one list; the request core calls it in place of scoring the request once.
@@ -136,6 +151,7 @@ class FamilySpec:
     int8_targets: Callable[[Any], list[nn.Module]] | None = None
     module_classes: tuple[type[nn.Module], ...] = ()
     modes: Mapping[str, InferenceMode] = field(default_factory=dict)
+    tiny_models: tuple[TinyModel, ...] = ()
     backends: tuple[str, ...] = ("torch",)
 
     def __post_init__(self) -> None:

@@ -29,9 +29,6 @@ from torch import nn
 if TYPE_CHECKING:
     from rerank_plugins.cross_encoder import CrossEncoder
 
-INT8_FAMILIES = ("sequence-classification", "monot5")
-"""The built-in families whose ``FamilySpec.int8_targets`` is set (a family of your own may set it too)."""
-
 
 def int8_targets(model: CrossEncoder) -> list[nn.Module]:
     """The sub-modules whose Linear layers are quantized (the body), as the family says; ``ValueError`` otherwise."""

@@ -7,14 +7,24 @@ only: what a family is and how one is chosen live in ``rerank_plugins.families``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Family = Literal["monot5", "sequence-classification", "query-likelihood", "listconranker"]
 Activation = Literal["sigmoid", "identity", "log-sigmoid"]
 
-FAMILIES: tuple[str, ...] = ("monot5", "sequence-classification", "query-likelihood", "listconranker")
-"""The built-in scoring families, in the order the docs present them (``families.family_names()`` adds yours)."""
+BUILTIN_FAMILIES: Mapping[str, str] = {
+    "monot5": "rerank_plugins.scoring.monot5",
+    "sequence-classification": "rerank_plugins.scoring.sequence_classification",
+    "query-likelihood": "rerank_plugins.scoring.query_likelihood",
+    "listconranker": "rerank_plugins.scoring.listconranker",
+}
+"""The built-in families: name -> the module whose ``FAMILY`` describes it (imported on first use). A new built-in
+family is one file in ``rerank_plugins/scoring/`` plus one entry here (``docs/families.md``); every other list of
+family names is derived from the families themselves (``families.family_names()``)."""
+
+FAMILIES: tuple[str, ...] = tuple(BUILTIN_FAMILIES)
+"""The built-in family names, in the order the docs present them (``families.family_names()`` adds yours)."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +41,7 @@ class RegistryEntry:
             (``trust_remote_code=True`` must then be passed explicitly).
     """
 
-    family: Family
+    family: str
     activation: Activation | None = None
     options: dict[str, Any] = field(default_factory=dict)
     fallback_tokenizer: str | None = None

@@ -110,7 +110,9 @@ def first_tokens(tokenizer: Any, text: str, limit: int) -> str:
 def _token_spans(tokenizer: Any, text: str) -> list[tuple[int, int]]:
     """Character span of every token; whitespace-separated words if the tokenizer gives no offsets."""
     try:
-        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
+            "offset_mapping"
+        ]
         return [(int(a), int(b)) for a, b in offsets if b > a]
     except (NotImplementedError, TypeError, ValueError, KeyError):
         spans, position = [], 0

@@ -1,65 +1,31 @@
-"""Shared fixtures: tiny offline models of every family, built once per test session."""
+"""Fixtures and environment: nothing reaches a hub, and tiny offline models of every family are built once.
+
+Shared constants and helpers live in support.py; test files import that, never this module.
+"""
 
 from __future__ import annotations
 
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach a hub
+os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"  # nor Haystack's usage telemetry
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import importlib
-import socket
-import sys
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import pytest
+from support import DOCUMENTS, KIND_FAMILY, QUERIES, tiny_kind
 from transformers.utils import logging as hf_logging
 
 from rerank_plugins import CrossEncoder
-from rerank_plugins.testing import FAMILY_BUILDERS, build_tiny_model
+from rerank_plugins.registry import lookup
+from rerank_plugins.testing import build_tiny_model
 
 hf_logging.disable_progress_bar()
-
-DATA = Path(__file__).parent / "data"
-
-# kind -> the family= that loads it (None: detected from the checkpoint itself)
-KIND_FAMILY: dict[str, str | None] = {
-    "monot5": None,
-    "sequence-classification": None,
-    "sequence-classification-2": "sequence-classification",
-    "deberta": "sequence-classification",
-    "query-likelihood": "query-likelihood",
-    "llama": "query-likelihood",
-    "listconranker": None,
-}
-assert set(KIND_FAMILY) == set(FAMILY_BUILDERS)
-
-
-def import_inranker() -> ModuleType:
-    """The authors' ``inranker`` package, for the parity test.
-
-    ``./dev`` installs it into ``<venv>/inranker``, outside site-packages: its pinned dependencies (torch 2.1,
-    transformers 4.27) would make pip report the environment broken. ``./dev test`` sets
-    ``RERANK_PLUGINS_REQUIRE_INRANKER=1``, so there a missing package fails instead of skipping.
-    """
-    where = str(Path(sys.prefix) / "inranker")
-    if Path(where).is_dir() and where not in sys.path:
-        sys.path.append(where)
-    if os.environ.get("RERANK_PLUGINS_REQUIRE_INRANKER") == "1":
-        module = importlib.import_module("inranker")
-    else:
-        module = pytest.importorskip("inranker")
-    import transformers
-    from packaging.version import Version
-
-    if Version(transformers.__version__) < Version("5.3"):
-        # inranker's greedy_decode calls prepare_inputs_for_generation(use_cache=True) without cache_position,
-        # which transformers 5.0-5.2 index (generation/utils.py, _cache_dependant_input_preparation; gone in 5.3).
-        pytest.skip(f"inranker 1.1.0 cannot run on transformers {transformers.__version__} (needs >= 5.3)")
-    return module
 
 
 @pytest.fixture(scope="session")
@@ -84,27 +50,40 @@ def load_tiny(tiny_paths: dict[str, str]) -> Callable[..., CrossEncoder]:
     return load
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now, for a server the test starts."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-QUERIES = ["what is the capital of france", "how do vaccines work", "who wrote to kill a mockingbird"]
-DOCUMENTS = [
-    "Paris is the capital and largest city of France.",
-    "The stock market fell sharply on Monday.",
-    "Vaccines train the immune system to recognise a pathogen.",
-    "Harper Lee wrote the novel in 1960; it won the Pulitzer Prize for Fiction.",
-    "Rain forms when water vapour condenses into droplets heavy enough to fall.",
-    "",
-    "The recipe needs flour, sugar, eggs, butter and a pinch of salt.",
-    "Berlin had a population of 3,520,031 in 2019 and is known for its museums.",
-]
-
-
 @pytest.fixture
 def pairs() -> list[tuple[str, str]]:
     """24 (query, document) pairs: every query with every document, one empty document included."""
     return [(q, d) for q in QUERIES for d in DOCUMENTS]
+
+
+@pytest.fixture
+def offline_hub(monkeypatch: pytest.MonkeyPatch, tiny_paths: dict[str, str], tmp_path: Path) -> None:
+    """Hub ids load tiny local models with their registry entry; the working directory is empty."""
+    original = CrossEncoder.__init__
+
+    @functools.wraps(original)
+    def init(
+        self: CrossEncoder, model_name_or_path: Any = None, *, family: Any = None, preset: Any = None, **kw: Any
+    ) -> None:
+        entry = lookup(model_name_or_path) if isinstance(model_name_or_path, str) else None
+        if entry is not None:
+            if preset is None and family is None:
+                preset = model_name_or_path
+            model_name_or_path = tiny_paths[tiny_kind(model_name_or_path, entry)]
+        original(self, model_name_or_path, family=family, preset=preset, **kw)
+
+    monkeypatch.setattr(CrossEncoder, "__init__", init)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def llama_index_settings() -> Iterator[None]:
+    """LlamaIndex's ``Settings`` is global: a block that sets it must not leak into other tests."""
+    try:
+        from llama_index.core import Settings
+    except ImportError:
+        yield
+        return
+    saved = dict(vars(Settings))
+    yield
+    vars(Settings).update(saved)

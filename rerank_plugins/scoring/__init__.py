@@ -1,7 +1,8 @@
-"""The scoring core: one module file per family, each ending with its ``FAMILY = FamilySpec(...)``.
+"""The scoring maths: one module file per family, each ending with its ``FAMILY = FamilySpec(...)``.
 
-Every adapter goes through these, by way of ``rerank_plugins.CrossEncoder``; ``rerank_plugins.families`` is the
-registry that finds them.
+Every frontend reaches these through the request core (``rerank_plugins.core``); ``rerank_plugins.families`` is
+the registry that finds them. ``base`` holds what the family modules share, ``padding`` how a batch is cut so
+that pad tokens are not computed, ``truncation`` how a call counts what it cut.
 """
 
 from rerank_plugins.scoring.base import ScoringModule
@@ -10,15 +11,7 @@ from rerank_plugins.scoring.monot5 import MonoT5Score
 from rerank_plugins.scoring.query_likelihood import QueryLikelihoodScore
 from rerank_plugins.scoring.sequence_classification import LabelMargin
 
-SCORING_MODULES: dict[str, type[ScoringModule]] = {
-    "monot5": MonoT5Score,
-    "query-likelihood": QueryLikelihoodScore,
-    "listconranker": ListConRankerScore,
-}
-"""Family name -> its module class, for the built-in families built from one ``ScoringModule``."""
-
 __all__ = [
-    "SCORING_MODULES",
     "LabelMargin",
     "ListConRankerScore",
     "ListTransformer",

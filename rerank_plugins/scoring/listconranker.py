@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from transformers import AutoModel
 
 from rerank_plugins.backends.graph import EXAMPLE_PAIRS, ScoreGraph
-from rerank_plugins.families import CheckpointInfo, FamilySpec
+from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
 from rerank_plugins.hub import HubOptions
 from rerank_plugins.scoring.base import Encoded, ListRow, ScoringModule, fp32_scores, single_texts
 from rerank_plugins.scoring.padding import length_chunks
@@ -335,4 +335,21 @@ FAMILY = FamilySpec(
     recognize=is_listconranker_checkpoint,
     modes={"iterative": iterative_scores},  # rank(..., iterative=True): the authors' iterative inference
     backends=("torch", "onnx", "openvino"),
+    tiny_models=(
+        TinyModel(
+            "listconranker",
+            "BertModel + linear_in_embedding.pt + list_transformer.pt (ListConRanker layout)",
+            "rerank_plugins.testing.builders:bert_listconranker",
+            {
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "intermediate_size": 64,
+                "list_dim": 48,
+                "list_layers": 2,
+                "list_heads": 4,
+                "list_feedforward": 64,
+            },
+        ),
+    ),
 )

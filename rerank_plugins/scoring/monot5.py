@@ -17,7 +17,7 @@ from torch import nn
 from transformers import AutoModelForSeq2SeqLM
 
 from rerank_plugins.backends.graph import ScoreGraph, run_length_chunks
-from rerank_plugins.families import CheckpointInfo, FamilySpec
+from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
 from rerank_plugins.scoring.base import Encoded, Pair, ScoringModule, fp32_scores
 from rerank_plugins.scoring.padding import PACKED_CHUNK_OVERHEAD, length_chunks, pack_rows
 
@@ -205,4 +205,12 @@ FAMILY = FamilySpec(
     recognize=is_monot5_checkpoint,
     int8_targets=monot5_int8_targets,
     backends=("torch", "onnx", "openvino"),
+    tiny_models=(
+        TinyModel(
+            "monot5",
+            "T5ForConditionalGeneration with the pieces ▁true/▁false",
+            "rerank_plugins.testing.builders:t5_monot5",
+            {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4},
+        ),
+    ),
 )

@@ -1,12 +1,11 @@
 """Cutting a padded batch into length-homogeneous chunks, so that pad tokens are not computed.
 
-sentence-transformers sorts the pairs of one ``predict`` call by length, but a batch still pads every row to its
-longest: with the lengths of real passages (BM25 top-k: 40 to 190 tokens in one batch) 30-40% of the encoder's
-work is spent on pad tokens. A row's result does not depend on the other rows or on its pad columns, so running
-the rows in chunks of similar length, each trimmed to its own longest row, gives the same scores (to float
-rounding) for less work. On a CPU a forward pass costs little beyond its tokens, so chunks pay off; on an
-accelerator each extra forward costs launches and parallelism, so there the batch is only cut when it holds more
-tokens than ``max_tokens``.
+A batch of length-sorted rows still pads every row to its longest, and with the lengths of real passages a large
+part of the encoder's work is spent on pad tokens (measured in ``docs/performance.md``). A row's result does not
+depend on the other rows or on its pad columns, so running the rows in chunks of similar length, each trimmed to
+its own longest row, gives the same scores (to float rounding) for less work. On a CPU a forward pass costs
+little beyond its tokens, so chunks pay off; on an accelerator each extra forward costs launches and parallelism,
+so there the batch is only cut when it holds more tokens than ``max_tokens``.
 """
 
 from __future__ import annotations
@@ -16,12 +15,11 @@ from dataclasses import dataclass
 import torch
 
 CPU_CHUNK_OVERHEAD = 64
-"""The cost of one more forward pass on a CPU, in padded token slots (a pass costs well under 64 tokens' work)."""
+"""The cost of one more forward pass on a CPU, in padded token slots."""
 PACKED_CHUNK_OVERHEAD = 256
-"""The same cost for cutting packed rows (``pack_rows``), whose bins are nearly full already: measured with a
-T5-small encoder and decoder step, a forward costs what 95 tokens do on one idle-ish thread and up to 500 on two
-threads of a loaded machine (every operator waits for both threads); 256 stays within a few percent of the best
-cut in both (DL19 BM25 batches: 1.5 forwards per batch, 12% padded slots)."""
+"""The same cost for cutting packed rows (``pack_rows``), whose bins are nearly full already: a T5 forward has a
+fixed cost of many tokens' work, more on a loaded machine (how it was chosen: ``docs/performance.md``, "monoT5 on
+other text")."""
 
 
 def length_chunks(

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from transformers import AutoModelForCausalLM
 
 from rerank_plugins.backends.graph import Runtime, ScoreGraph
-from rerank_plugins.families import CheckpointInfo, FamilySpec
+from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
 from rerank_plugins.scoring.base import Encoded, Pair, ScoringModule, fp32_scores
 from rerank_plugins.scoring.padding import length_chunks
 from rerank_plugins.scoring.truncation import report_truncated
@@ -252,4 +252,26 @@ FAMILY = FamilySpec(
     activation="identity",  # the mean log-probability itself is the score (at most 0)
     recognize=is_causal_lm_checkpoint,
     backends=("torch", "onnx", "openvino"),
+    tiny_models=(
+        TinyModel(
+            "query-likelihood",
+            "BloomForCausalLM (RankingGPT-bloom-like)",
+            "rerank_plugins.testing.builders:bloom_causal_lm",
+            {"hidden_size": 32, "n_layer": 2, "n_head": 4},
+            detected=False,
+        ),
+        TinyModel(
+            "llama",
+            "LlamaForCausalLM without a pad token (RankingGPT-llama2-like)",
+            "rerank_plugins.testing.builders:llama_causal_lm",
+            {
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+            },
+            detected=False,
+        ),
+    ),
 )

@@ -20,7 +20,7 @@ from torch import nn
 
 from rerank_plugins.backends.graph import CompiledScoring, ScoreGraph, run_length_chunks
 from rerank_plugins.backends.options import split_backend_options
-from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest
+from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest, TinyModel
 from rerank_plugins.hub import HubOptions
 from rerank_plugins.scoring.base import Encoded, Pair, pad_rows, position_limit
 from rerank_plugins.scoring.truncation import cut_rows, report_truncated, untruncated
@@ -209,6 +209,9 @@ def sequence_classification_int8_targets(model: Any) -> list[nn.Module]:
     return [model[0].model.base_model]
 
 
+BERT_SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+"""The tiny BERT of the tests."""
+
 FAMILY = FamilySpec(
     "sequence-classification",
     build=build_sequence_classifier,
@@ -217,6 +220,30 @@ FAMILY = FamilySpec(
     int8_targets=sequence_classification_int8_targets,
     module_classes=(PairClassifier, LabelMargin),
     backends=("torch", "onnx", "openvino"),
+    tiny_models=(
+        TinyModel(
+            "sequence-classification",
+            "BertForSequenceClassification, 1 label (R*-like)",
+            "rerank_plugins.testing.builders:bert_classifier",
+            BERT_SIZES,
+        ),
+        TinyModel(
+            "sequence-classification-2",
+            "BertForSequenceClassification, 2 labels",
+            "rerank_plugins.testing.builders:bert_classifier",
+            BERT_SIZES,
+            detected=False,
+            options={"num_labels": 2},
+        ),
+        TinyModel(
+            "deberta",
+            "DebertaV2ForSequenceClassification, 1 label (DistillRankNET-like)",
+            "rerank_plugins.testing.builders:deberta_classifier",
+            {**BERT_SIZES, "position_buckets": 16},
+            detected=False,
+        ),
+    ),
 )
+
 
 __all__ = ["FAMILY", "LabelMargin", "PairClassifier", "build_sequence_classifier"]

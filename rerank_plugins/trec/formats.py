@@ -60,7 +60,7 @@ def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
-def _read_text(path: str | os.PathLike[str]) -> str:
+def read_text(path: str | os.PathLike[str]) -> str:
     """A whole file as UTF-8 text; a byte that is not UTF-8 is an :class:`InputError` naming its line."""
     with _open_binary(path) as handle:
         data = handle.read()
@@ -71,7 +71,7 @@ def _read_text(path: str | os.PathLike[str]) -> str:
         raise _not_utf8(f"{path}:{line}", data, error.start) from None
 
 
-def _number(text: str, kind: type[int] | type[float], what: str, where: str) -> Any:
+def parse_number(text: str, kind: type[int] | type[float], what: str, where: str) -> Any:
     try:
         value = kind(text)
     except ValueError:
@@ -81,7 +81,7 @@ def _number(text: str, kind: type[int] | type[float], what: str, where: str) -> 
     return value
 
 
-def _columns(line: str, kind: str, where: str) -> list[str]:
+def split_columns(line: str, kind: str, where: str) -> list[str]:
     """The whitespace-separated fields of a ``kind`` line (see :data:`LAYOUTS`), which must be as many as it has."""
     parts, layout = line.split(), LAYOUTS[kind]
     if len(parts) != len(layout.split()):
@@ -109,9 +109,9 @@ def read_run(path: str | os.PathLike[str]) -> Run:
     first_seen: dict[tuple[str, str], int] = {}
     for number, line in _lines(path):
         where = f"{path}:{number}"
-        qid, _, docid, rank, score, _ = _columns(line, "run", where)
-        rank_value = _number(rank, int, "rank", where)
-        score_value = _number(score, float, "score", where)
+        qid, _, docid, rank, score, _ = split_columns(line, "run", where)
+        rank_value = parse_number(rank, int, "rank", where)
+        score_value = parse_number(score, float, "score", where)
         if (qid, docid) in first_seen:
             raise InputError(
                 f"{where}: docid {docid} is listed twice for query {qid} (first on line {first_seen[qid, docid]})"
@@ -126,8 +126,8 @@ def read_qrels(path: str | os.PathLike[str]) -> Qrels:
     qrels: Qrels = {}
     for number, line in _lines(path):
         where = f"{path}:{number}"
-        qid, _, docid, grade = _columns(line, "qrels", where)
-        relevance = _number(grade, int, "relevance", where)
+        qid, _, docid, grade = split_columns(line, "qrels", where)
+        relevance = parse_number(grade, int, "relevance", where)
         judged = qrels.setdefault(qid, {})
         if judged.get(docid, relevance) != relevance:
             raise InputError(f"{where}: docid {docid} of query {qid} is judged twice, {judged[docid]} and {relevance}")
@@ -224,7 +224,7 @@ def read_rank_llm_json(path: str | os.PathLike[str]) -> tuple[dict[str, str], Ru
     be read back.
     """
     try:
-        data = json.load(io.StringIO(_read_text(path)))
+        data = json.load(io.StringIO(read_text(path)))
     except json.JSONDecodeError as error:
         raise InputError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
     if not isinstance(data, list):

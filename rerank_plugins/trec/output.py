@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from rerank_plugins.trec.formats import InputError, Run, RunRanking, _columns, _number, _read_text, read_run
+from rerank_plugins.trec.formats import InputError, Run, RunRanking, parse_number, read_run, read_text, split_columns
 
 logger = logging.getLogger(__name__)
 
@@ -164,15 +164,15 @@ class RunWriter:
         """The queries of ``OUT.partial`` that were written completely."""
         if not self.partial.exists():
             return {}
-        text = _read_text(self.partial)
+        text = read_text(self.partial)
         text = text[: text.rfind("\n") + 1]  # a last line without its newline was cut off mid-write
         blocks: list[tuple[str, RunRanking]] = []
         for number, line in enumerate(text.splitlines(), start=1):
             where = f"{self.partial}:{number}"
-            qid, _, docid, _, score, _ = _columns(line, "run", where)
+            qid, _, docid, _, score, _ = split_columns(line, "run", where)
             if not blocks or blocks[-1][0] != qid:
                 blocks.append((qid, []))
-            blocks[-1][1].append((docid, _number(score, float, "score", where)))
+            blocks[-1][1].append((docid, parse_number(score, float, "score", where)))
         kept: Run = {}
         for index, (qid, ranking) in enumerate(blocks):
             last = index == len(blocks) - 1

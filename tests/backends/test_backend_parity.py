@@ -15,19 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from support import DATA, KIND_FAMILY
 
 from rerank_plugins import CrossEncoder
 from rerank_plugins.backends import graph
 
-KIND_FAMILY: dict[str, str | None] = {
-    "sequence-classification": None,
-    "sequence-classification-2": "sequence-classification",
-    "deberta": "sequence-classification",
-    "monot5": None,
-    "query-likelihood": "query-likelihood",
-    "llama": "query-likelihood",
-    "listconranker": None,
-}
 BACKENDS = ["onnx", "openvino"]
 SAVED_FILES = {"onnx": ["onnx/model.onnx"], "openvino": ["openvino/openvino_model.xml", "openvino/openvino_model.bin"]}
 
@@ -35,7 +27,7 @@ SAVED_FILES = {"onnx": ["onnx/model.onnx"], "openvino": ["openvino/openvino_mode
 @pytest.fixture(scope="module")
 def dl19_pairs() -> list[tuple[str, str]]:
     """Two real DL19 queries with six BM25 passages each (long passages are cut as each family cuts them)."""
-    sample = json.loads((Path(__file__).parent.parent / "data" / "dl19-sample.json").read_text(encoding="utf-8"))
+    sample = json.loads((DATA / "dl19-sample.json").read_text(encoding="utf-8"))
     return [(record["query"], hit["content"]) for record in sample[:2] for hit in record["hits"][:6]]
 
 
