@@ -159,30 +159,48 @@ def run_length_chunks(runtime: Runtime, features: Mapping[str, Any]) -> torch.Te
 
 @contextlib.contextmanager
 def exact_position_buckets(limit: int = 4096) -> Iterator[None]:
-    """While exporting, DeBERTa-v2/v3's log-bucketed relative positions as a table computed by PyTorch.
+    """While exporting, DeBERTa-v2/v3's relative positions in a form every runtime computes exactly.
 
-    transformers computes each bucket as ``ceil(log(|i - j| / mid) / log(...) * (mid - 1))``: OpenVINO's ``log``
+    transformers computes each log bucket as ``ceil(log(|i - j| / mid) / log(...) * (mid - 1))``: OpenVINO's ``log``
     differs from PyTorch's in the last bit, which moves some distances across a ``ceil`` boundary into the next
-    bucket (scores of long passages then differ by 1e-2). The table, made by transformers' own function, is
-    exact in every runtime: the exported graph looks each distance up in it.
+    bucket (scores of long passages then differ by 1e-2). The exported graph looks each distance up in a table made
+    by transformers' own function instead. transformers 5.0 also compiles two helpers with ``torch.jit.script``,
+    which exports as an ``If`` of dynamic rank that OpenVINO's CPU plugin refuses; during the export they are plain
+    Python (the same arithmetic: self-attention keys and queries always have the same length).
     """
     try:
         from transformers.models.deberta_v2 import modeling_deberta_v2 as deberta
     except ImportError:  # pragma: no cover - every supported transformers has DeBERTa-v2
         yield
         return
-    original = deberta.make_log_bucket_position
+    original = {name: getattr(deberta, name) for name in ("make_log_bucket_position", "build_rpos", "scaled_size_sqrt")
+                if hasattr(deberta, name)}  # fmt: skip
+    buckets = original["make_log_bucket_position"]
 
     def looked_up(relative_pos: torch.Tensor, bucket_size: int, max_position: int) -> torch.Tensor:
         distances = torch.arange(-limit, limit + 1, dtype=torch.long)
-        table = original(distances, bucket_size, max_position)
+        table = buckets(distances, bucket_size, max_position)
         return table[relative_pos.long() + limit]
 
+    def relative_positions(query: torch.Tensor, key: torch.Tensor, relative_pos: torch.Tensor, buckets: int,
+                           max_relative: int) -> torch.Tensor:  # fmt: skip
+        if key.size(-2) != query.size(-2):
+            return deberta.build_relative_position(key, key, bucket_size=buckets, max_position=max_relative)
+        return relative_pos
+
+    def scaled_sqrt(query: torch.Tensor, scale_factor: int) -> torch.Tensor:
+        return torch.sqrt(torch.tensor(query.size(-1), dtype=torch.float) * scale_factor)
+
     deberta.make_log_bucket_position = looked_up
+    if isinstance(original.get("build_rpos"), torch.jit.ScriptFunction):
+        deberta.build_rpos = relative_positions
+    if isinstance(original.get("scaled_size_sqrt"), torch.jit.ScriptFunction):
+        deberta.scaled_size_sqrt = scaled_sqrt
     try:
         yield
     finally:
-        deberta.make_log_bucket_position = original
+        for name, value in original.items():
+            setattr(deberta, name, value)
 
 
 class CompiledScoring:

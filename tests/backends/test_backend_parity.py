@@ -80,3 +80,16 @@ def test_saved_beside_the_model_and_reloaded_without_exporting(
     np.testing.assert_allclose(
         raw_scores(reloaded, dl19_pairs), raw_scores(load_tiny(kind), dl19_pairs), rtol=0, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_threads_share_one_runtime(exported, dl19_pairs, backend) -> None:
+    """Scoring holds no per-call state in the runtime: concurrent calls give the sequential scores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, _ = exported("monot5", backend)
+    expected = raw_scores(model, dl19_pairs)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: raw_scores(model, dl19_pairs), range(8)))
+    for result in results:
+        np.testing.assert_allclose(result, expected, rtol=0, atol=1e-6)
