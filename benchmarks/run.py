@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from benchmarks import data, flops
+from benchmarks.backends import backend_sides, compare_backends, int8_matmul_ops, print_backends
 from benchmarks.measure import MALLOC_ENV, matmul_flops
 from benchmarks.models import BENCH, REAL, SMALL_REAL, Shape, ensure_model
 from benchmarks.runners import ALTERNATIVES, DTYPES
@@ -62,6 +63,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch threads in the workers (default: torch's own)")
     parser.add_argument("--skip-memory", action="store_true", help="no peak-memory processes (quicker)")
     parser.add_argument("--int8", action="store_true", help="also benchmark the opt-in int8 path (CPU)")
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        choices=("onnx", "openvino"),
+        default=[],
+        help="also time these backends (fp32; with --int8 their int8 too; for sequence classification the bare "
+        "runtime on the same batches), side by side with torch in the same run (CPU)",
+    )
+    parser.add_argument(
+        "--st-python",
+        help="a Python with sentence-transformers[openvino] (optimum-intel): also time sentence-transformers' own "
+        "backend='openvino' on our exported file (sequence classification)",
+    )
     parser.add_argument("--long-list", action="store_true", help="also measure peak memory on 250 vs 1,000 passages")
     parser.add_argument("--only-long-list", action="store_true", help="run the long-list measurement only")
     parser.add_argument("--models-dir", type=Path, default=Path(tempfile.gettempdir()) / "rerank-plugins-bench-models")
@@ -96,8 +110,8 @@ def selected(args: argparse.Namespace) -> list[tuple[str, Shape]]:
     return [(name, REAL[name]) for name in names if REAL[name].family in args.families]
 
 
-def worker(spec: dict[str, Any], *, memory: bool) -> dict[str, Any]:
-    """Run ``benchmarks.worker`` on ``spec`` in a fresh Python process and return its result."""
+def worker(spec: dict[str, Any], *, memory: bool, python: str | None = None) -> dict[str, Any]:
+    """Run ``benchmarks.worker`` on ``spec`` in a fresh Python process (``python``, default this one)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     if memory:
@@ -106,7 +120,7 @@ def worker(spec: dict[str, Any], *, memory: bool) -> dict[str, Any]:
         spec_path, result_path = Path(scratch) / "spec.json", Path(scratch) / "result.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)],
+            [python or sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)],
             cwd=ROOT, env=env, capture_output=True, text=True, check=False,
         )  # fmt: skip
         if done.returncode != 0:
@@ -155,6 +169,8 @@ def family_row(
     warm: list[data.Group],
     args: argparse.Namespace,
     peak: float,
+    int8_peak: float | None = None,
+    calibration: list[data.Group] | None = None,
 ) -> dict:
     """Time each side in fresh processes (alternated), measure each side's memory, compare the scores.
 
@@ -166,10 +182,16 @@ def family_row(
     base = {"family": family, "path": str(path), "groups": groups, "warm_groups": warm, "device": args.device,
             "dtype": args.dtype, "batch_size": args.batch_size, "threads": args.threads}  # fmt: skip
     sides = ["ours", "alternative", *(["ours-int8"] if int8 else [])]
+    extra = backend_sides(family, args.backend, args.int8, args.st_python)
+    if extra:
+        worker({**base, "mode": "prepare", "side": "ours", "backends": args.backend, "int8": args.int8,
+                "calibration": calibration}, memory=False)  # fmt: skip
+    sides += extra
     passes: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     for repeat in range(args.repeats):
         for side in sides if repeat % 2 == 0 else sides[::-1]:
-            passes[side].append(worker({**base, "side": side, "mode": "time"}, memory=False))
+            python = args.st_python if side == "st-openvino" else None
+            passes[side].append(worker({**base, "side": side, "mode": "time"}, memory=False, python=python))
     timed = {side: {"times": [p["seconds"] for p in runs], "cpu_times": [p["cpu_seconds"] for p in runs],
                     "scores": runs[0]["scores"], "mode": runs[0]["mode"]} for side, runs in passes.items()}  # fmt: skip
     # Memory: one query's call (the unit every adapter makes), each side in a fresh process.
@@ -183,9 +205,10 @@ def family_row(
                            "model_gflop": model_flops / 1e9}  # fmt: skip
     for side in sides:
         best = min(timed[side]["times"])
+        limit = int8_peak if "int8" in side and int8_peak else peak
         row[side] = {"seconds": best, "times": timed[side]["times"], "cpu_times": timed[side]["cpu_times"],
                      "pairs_per_s": pairs / best, "model_tflop_per_s": model_flops / best / 1e12,
-                     "flop_fraction": model_flops / best / peak}  # fmt: skip
+                     "flop_fraction": model_flops / best / limit, "scores": timed[side]["scores"]}  # fmt: skip
         if side in memory:
             row[side]["peak_mib"] = memory[side]["peak_mib"]
     row["memory_method"] = memory["ours"]["memory_method"] if memory else "not measured (--skip-memory)"
@@ -205,6 +228,10 @@ def family_row(
                        "spearman_mean": float(np.mean(rho)), "spearman_min": float(np.min(rho)),
                        "top10_overlap_mean": float(np.mean(overlap)), "top10_overlap_min": float(np.min(overlap)),
                        "max_abs_diff": float(np.abs(int8_scores - ours).max())}  # fmt: skip
+    if extra:
+        row["backends"] = compare_backends(row, extra)
+    for side in sides:
+        row[side].pop("scores")
     return row
 
 
@@ -284,16 +311,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run = data.load_run(args.data)
     info = machine(args)
+    if args.backend and args.int8:
+        info["int8_matmul_ops"] = int8_matmul_ops()
     rows: list[dict] = []
     if not args.only_long_list:
         corpus = data.corpus(run)
         for name, shape in selected(args):
             queries, depth = DEFAULT_SIZE.get(shape.family, (4, 25))
             groups, warm = data.split(run, args.queries or queries, args.depth or depth, args.warm_up_queries)
+            # static int8 calibrates on pairs of queries that are neither timed nor warm-up ones
+            skip = (args.queries or queries) + args.warm_up_queries
+            calibration = data.groups(run[skip:], 8, 25)
             print(f"{name}: building {shape.description} ...", file=sys.stderr, flush=True)
             path = ensure_model(shape, args.models_dir, corpus, args.device)
             print(f"{name}: {sum(len(d) for _, d in groups)} pairs ...", file=sys.stderr, flush=True)
-            row = family_row(name, shape, path, groups, warm, args, info["matmul_flops"])
+            row = family_row(name, shape, path, groups, warm, args, info["matmul_flops"], info.get("int8_matmul_ops"),
+                             calibration)  # fmt: skip
             rows.append(row)
             print(f"  speed-up {row['speedup']:.2f}x, memory ratio {row.get('memory_ratio', float('nan')):.1f}x, "
                   f"max abs diff {row['max_abs_diff']:.1e}", file=sys.stderr, flush=True)  # fmt: skip
@@ -304,10 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         scale = info["matmul_flops"] / info["matmul_flops_end"]
         info["matmul_flops"] = info["matmul_flops_end"]
         for row in rows:
-            for side in ("ours", "alternative", "ours-int8"):
-                if side in row:
-                    row[side]["flop_fraction"] *= scale
+            for side, figures in row.items():
+                if isinstance(figures, dict) and "flop_fraction" in figures and "int8" not in side:
+                    figures["flop_fraction"] *= scale
     print_report(info, rows, long_rows)
+    print_backends(info, rows)
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "families": rows, "long_list": long_rows}, indent=2))
     return 0 if all(r["agree"] for r in rows) else 1

@@ -45,13 +45,25 @@ def make_runner(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore")
     torch_dtype = DTYPES[dtype]
-    if side in ("ours", "ours-int8"):
+    if side.startswith("bare-"):
+        from benchmarks.backends import bare_runtime
+
+        return bare_runtime(side.removeprefix("bare-"), path, max_length, batch_size)
+    if side == "st-openvino":
+        from benchmarks.backends import st_openvino
+
+        return st_openvino(path, max_length, batch_size)
+    if side in ("ours", "ours-int8") or side.startswith(("ours-onnx", "ours-openvino")):
         from rerank_plugins import CrossEncoder
 
         family_arg = None if family == "sequence-classification" else family  # a local BLOOM needs family=
-        model = CrossEncoder(
-            path, family=family_arg, device=device, max_length=max_length, model_kwargs={"dtype": torch_dtype}
-        )
+        if side.startswith(("ours-onnx", "ours-openvino")):
+            from benchmarks.backends import backend_kwargs
+
+            kwargs = backend_kwargs(side)
+        else:
+            kwargs = {"model_kwargs": {"dtype": torch_dtype}}
+        model = CrossEncoder(path, family=family_arg, device=device, max_length=max_length, **kwargs)
         if side == "ours-int8":
             from rerank_plugins.quantization import quantize_int8
 

@@ -38,6 +38,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     groups = [(query, list(documents)) for query, documents in spec["groups"]]
     warm = [(query, list(documents)) for query, documents in spec.get("warm_groups") or []]
     device, side = spec["device"], spec["side"]
+    if spec["mode"] == "prepare":
+        from benchmarks.backends import prepare
+
+        calibration = [(query, list(documents)) for query, documents in spec.get("calibration") or []]
+        prepare(spec["family"], spec["path"], spec["backends"], spec["int8"], calibration)
+        return {}
     runner = make_runner(
         spec["family"], side, spec["path"], device, spec["dtype"], spec["batch_size"], spec.get("max_length", 512)
     )

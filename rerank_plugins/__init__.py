@@ -13,9 +13,30 @@ from rerank_plugins.registry import FAMILIES, REGISTRY, RegistryEntry
 
 __version__ = "0.1.0"
 
-__all__ = ["FAMILIES", "REGISTRY", "CrossEncoder", "RegistryEntry", "__version__"]
+EXPORT_HELPERS = (
+    "export_optimized_onnx_model",
+    "export_dynamic_quantized_onnx_model",
+    "export_static_quantized_openvino_model",
+)
+"""sentence-transformers' export helpers, for every family (``rerank_plugins.backends.export``)."""
+
+__all__ = [
+    "FAMILIES",
+    "REGISTRY",
+    "CrossEncoder",
+    "RegistryEntry",
+    "__version__",
+    "export_dynamic_quantized_onnx_model",
+    "export_optimized_onnx_model",
+    "export_static_quantized_openvino_model",
+]
 
 if TYPE_CHECKING:
+    from rerank_plugins.backends.export import (
+        export_dynamic_quantized_onnx_model,
+        export_optimized_onnx_model,
+        export_static_quantized_openvino_model,
+    )
     from rerank_plugins.cross_encoder import CrossEncoder
 
 
@@ -26,4 +47,8 @@ def __getattr__(name: str) -> Any:
         from rerank_plugins.cross_encoder import CrossEncoder
 
         return CrossEncoder
+    if name in EXPORT_HELPERS:
+        from rerank_plugins.backends import export
+
+        return getattr(export, name)
     raise AttributeError(f"module 'rerank_plugins' has no attribute {name!r}")

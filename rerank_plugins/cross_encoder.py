@@ -99,6 +99,7 @@ class CrossEncoder(STCrossEncoder):
                 model_name_or_path, family=family, preset=preset, hub=HubOptions.from_kwargs(kwargs)
             )
             entry = resolution.entry
+            check_backend(resolution, kwargs.get("backend", "torch"))
             if resolution.note is not None:  # recognition alone chose a catch-all family: say so, and how to choose
                 logger.warning(resolution.note)
             # Plain attributes set before nn.Module.__init__: read while the modules load.
@@ -427,6 +428,18 @@ class CrossEncoder(STCrossEncoder):
             show_progress_bar=show_progress_bar, activation_fn=options.activation, apply_softmax=options.apply_softmax,
             convert_to_tensor=True, device=device, pool=pool, chunk_size=chunk_size,
         )  # fmt: skip
+
+
+def check_backend(resolution: Resolution, backend: Any) -> None:
+    """``backend=`` checked against the family before anything loads: an error, never PyTorch in its place."""
+    spec = resolution.spec
+    if spec is not None:
+        spec.check_backend(backend)
+    elif resolution.source == "saved" and backend != "torch":
+        raise ValueError(
+            f"backend={backend!r} needs a model of a known family; this saved model's modules belong to none. "
+            "Load it with backend='torch'."
+        )
 
 
 def _refuse_unknown(kwargs: Mapping[str, Any], method: str) -> None:

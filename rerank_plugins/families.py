@@ -22,6 +22,7 @@ from functools import cached_property
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from rerank_plugins.backends.options import split_backend_options
 from rerank_plugins.hub import NO_HUB_OPTIONS, HubOptions
 from rerank_plugins.registry import BUILTIN_FAMILIES
 
@@ -33,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "rerank_plugins.families"
 """Entry points of this group name a ``FamilySpec`` object (``"my_package.module:FAMILY"``)."""
+
+BACKENDS = ("torch", "onnx", "openvino")
+"""What ``CrossEncoder(..., backend=...)`` takes, as in sentence-transformers."""
 
 ACTIVATIONS = {"sigmoid": "Sigmoid", "identity": "Identity", "log-sigmoid": "LogSigmoid"}
 """Activation names a family or registry entry may use -> the ``torch.nn`` class."""
@@ -138,6 +142,9 @@ class FamilySpec:
             catch-all such as ``logit-score`` for any causal LM.
         detected_note: a warning logged once at load when recognition alone chose this family (no ``family=``,
             ``preset=`` or registry entry); ``{name}`` and ``{architecture}`` are filled in.
+        backends: the inference backends its module can run (``CrossEncoder(..., backend=...)``): ``"torch"``,
+            and ``"onnx"`` / ``"openvino"`` for a module that exports its score graph (``rerank_plugins.backends``).
+            Any other backend is refused when the model loads.
     """
 
     name: str
@@ -152,6 +159,7 @@ class FamilySpec:
     tiny_models: tuple[TinyModel, ...] = ()
     fallback: bool = False
     detected_note: str | None = None
+    backends: tuple[str, ...] = ("torch",)
 
     def __post_init__(self) -> None:
         """Every field checked now, so that a wrong spec fails where it is written, not at the first load."""
@@ -188,22 +196,37 @@ class FamilySpec:
             raise TypeError(f"Family {self.name!r}: modes= must map names to functions.")
         if not isinstance(self.tiny_models, tuple) or not all(isinstance(t, TinyModel) for t in self.tiny_models):
             raise TypeError(f"Family {self.name!r}: tiny_models= must be a tuple of TinyModel.")
+        unknown = [backend for backend in self.backends if backend not in BACKENDS]
+        if unknown or "torch" not in self.backends:
+            raise ValueError(f"Family {self.name!r}: backends must include 'torch' and be among {BACKENDS}.")
+
+    def check_backend(self, backend: Any) -> None:
+        """A ``ValueError`` at load for a backend this family cannot run: never a silent fallback to PyTorch."""
+        if backend not in BACKENDS:
+            raise ValueError(f"Unknown backend {backend!r}; use one of {', '.join(map(repr, BACKENDS))}.")
+        if backend not in self.backends:
+            raise ValueError(
+                f"The {self.name} family cannot run on backend={backend!r} (its backends: "
+                f"{', '.join(self.backends)}); load it with backend='torch'."
+            )
 
     def build_modules(self, request: LoadRequest) -> list[nn.Module]:
         if self.build is not None:
             return list(self.build(request))
         assert self.module is not None
-        return [
-            self.module(
-                request.name_or_path,
-                **dict(request.options),
-                tokenizer_name_or_path=request.tokenizer_name_or_path,
-                model_kwargs=request.model_kwargs,
-                processor_kwargs=request.processor_kwargs,
-                config_kwargs=request.config_kwargs,
-                hub=request.hub,
-            )
-        ]
+        backend, model_kwargs = split_backend_options(request.backend, request.model_kwargs)
+        module = self.module(
+            request.name_or_path,
+            **dict(request.options),
+            tokenizer_name_or_path=request.tokenizer_name_or_path,
+            model_kwargs=model_kwargs,
+            processor_kwargs=request.processor_kwargs,
+            config_kwargs=request.config_kwargs,
+            hub=request.hub,
+        )
+        if backend.backend != "torch":  # the module exports (or finds) its score graph: ScoringModule.start_backend
+            module.start_backend(request.name_or_path, backend, request.hub)  # type: ignore[attr-defined,operator]
+        return [module]
 
     def make_activation(self) -> nn.Module | None:
         """The default activation module, or None for sentence-transformers' own default."""

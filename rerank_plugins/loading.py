@@ -70,25 +70,47 @@ def check_device(device: str | None) -> None:
 
 
 def load_model(
-    name: str, family: str | None = None, preset: str | None = None, *, verbose: bool = False, **kwargs: Any
+    name: str,
+    family: str | None = None,
+    preset: str | None = None,
+    *,
+    verbose: bool = False,
+    int8: bool = False,
+    **kwargs: Any,
 ) -> Any:
     """``rerank_plugins.CrossEncoder(name, family=..., preset=..., **kwargs)``, loaded quietly; a source that is not a
-    model, a missing device or an unreachable hub is one :class:`ModelSourceError` line."""
+    model, a missing device or an unreachable hub is one :class:`ModelSourceError` line.
+
+    ``int8``: torch's dynamic int8 (``quantize_int8``) with ``backend="torch"``, else the backend's int8 file
+    (``model_kwargs={"int8": True}``).
+    """
     check_model_source(name)
     check_device(kwargs.get("device"))
     try:
         kwargs = reachable_hub_kwargs(name, kwargs)  # before torch is imported: one line within seconds
     except HubUnreachableError as error:
         raise ModelSourceError(str(error)) from error
+    backend = kwargs.get("backend", "torch")
+    if int8 and backend != "torch":
+        kwargs["model_kwargs"] = {**(kwargs.get("model_kwargs") or {}), "int8": True}
     from rerank_plugins import CrossEncoder
 
     try:
         with quiet_loading(verbose):
-            return CrossEncoder(os.path.expanduser(name), family=family, preset=preset, verbose=verbose, **kwargs)
+            model = CrossEncoder(os.path.expanduser(name), family=family, preset=preset, verbose=verbose, **kwargs)
+        if int8 and backend == "torch":
+            from rerank_plugins.quantization import quantize_int8
+
+            quantize_int8(model)
+        return model
     except HubUnreachableError as error:  # already one line that says what to do
         raise ModelSourceError(str(error)) from error
+    except ImportError as error:  # a backend's extra is not installed: the message says which
+        raise ModelSourceError(str(error).splitlines()[0]) from error
     except (OSError, ValueError) as error:
-        if isinstance(error, ValueError) and ("family" in str(error) or "preset" in str(error)):
+        if isinstance(error, ValueError) and any(
+            word in str(error) for word in ("family", "preset", "backend", "int8")
+        ):
             raise ModelSourceError(str(error).splitlines()[0]) from error
         reason = str(error).splitlines()[0].rstrip(". ") if str(error) else type(error).__name__
         raise ModelSourceError(

@@ -32,10 +32,16 @@ def check_device(device: str | None) -> None:
 
 
 def load_model(
-    name: str, family: str | None = None, preset: str | None = None, *, verbose: bool = False, **kwargs: Any
+    name: str,
+    family: str | None = None,
+    preset: str | None = None,
+    *,
+    verbose: bool = False,
+    int8: bool = False,
+    **kwargs: Any,
 ) -> Any:
     """:func:`rerank_plugins.loading.load_model`, its errors as a :class:`CommandError`."""
     try:
-        return loading.load_model(name, family, preset, verbose=verbose, **kwargs)
+        return loading.load_model(name, family, preset, verbose=verbose, int8=int8, **kwargs)
     except ModelSourceError as error:
         raise CommandError(str(error)) from error

@@ -83,13 +83,33 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="inputs per forward pass (default: 32 on a CPU; on a GPU, as many as fit a token budget)",
     )
     parser.add_argument("--max-length", type=_positive_int, help="tokens per input (default: the model's)")
+    add_backend_arguments(parser)
     parser.add_argument(
         "--verbose", action="store_true", help="show the libraries' loading output (progress bars, load reports)"
     )
 
 
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--int8`` (rank, rerank-run and serve)."""
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "openvino"),
+        default="torch",
+        help="inference backend (onnx, openvino: the exported model beside the checkpoint, else exported at load)",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 inference on the CPU: torch dynamic int8, ONNX Runtime dynamic int8, OpenVINO static int8 "
+        "(the int8 file beside the checkpoint, else quantized at load; see docs/performance.md)",
+    )
+
+
 def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
+    """``CrossEncoder`` keyword arguments from the flags (``--int8`` on torch is ``quantize_int8`` after loading)."""
+    kwargs: dict[str, Any] = {"backend": args.backend}
+    if args.int8 and args.backend != "torch":
+        kwargs["model_kwargs"] = {"int8": True}
     if args.device:
         kwargs["device"] = args.device
     if args.max_length:
@@ -98,7 +118,10 @@ def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    return load_model(args.model, args.family, args.preset, verbose=args.verbose, **_model_kwargs(args))
+    torch_int8 = args.int8 and args.backend == "torch"
+    return load_model(
+        args.model, args.family, args.preset, verbose=args.verbose, int8=torch_int8, **_model_kwargs(args)
+    )
 
 
 # -- options shared by rank and rerank-run ----------------------------------------------------------------------

@@ -93,6 +93,8 @@ def _ray_results(args: argparse.Namespace, jobs: list[Any], rank_kwargs: dict[st
         ray = ray_engine.import_ray()
     except ImportError as error:
         raise CommandError(str(error)) from error
+    if args.int8 and args.backend == "torch":
+        raise CommandError("--int8 with --engine ray needs --backend onnx or openvino (torch's int8 is in-process)")
     model_kwargs = {"family": args.family, "preset": args.preset, **_model_kwargs(args)}
     model_kwargs = {key: value for key, value in model_kwargs.items() if value is not None}
     try:

@@ -28,6 +28,8 @@ import torch
 from sentence_transformers.base.modules import InputModule
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from rerank_plugins.backends.graph import CompiledScoring
+from rerank_plugins.backends.options import split_backend_options
 from rerank_plugins.hub import HUB_OPTION_NAMES, HubOptions
 from rerank_plugins.resolution import FamilyMismatchError
 from rerank_plugins.scoring.truncation import cut_rows, report_truncated, truncated_rows
@@ -97,11 +99,13 @@ def checkpoint_architecture(model_name_or_path: str, kwargs: dict[str, Any]) -> 
     return f"{', '.join(getattr(config, 'architectures', None) or ['?'])} ({config.model_type})"
 
 
-class ScoringModule(InputModule):
+class ScoringModule(CompiledScoring, InputModule):
     """Base of the family modules: a Hugging Face model, its tokenizer, a maximum length, and options.
 
     Subclasses set ``auto_class`` (which ``AutoModel`` class loads the checkpoint), ``config_keys`` (their
-    options, saved with the model), and implement ``encode``, ``collate`` and ``forward``.
+    options, saved with the model), and implement ``encode``, ``collate`` and ``forward``. A family that runs on
+    ONNX Runtime and OpenVINO also implements ``score_graph`` and lets ``forward`` call ``self.runtime`` when set
+    (``rerank_plugins.backends``); the runtime is started by :meth:`load` and ``FamilySpec.build_modules``.
     """
 
     config_file_name: str = "rerank_plugins_config.json"  # never config.json: that is the HF config
@@ -178,9 +182,11 @@ class ScoringModule(InputModule):
         model_kwargs: dict[str, Any] | None = None,
         processor_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
+        backend: str = "torch",
         **kwargs: Any,
     ) -> ScoringModule:
         """Reload a module saved by :meth:`save` (called by sentence-transformers through ``modules.json``)."""
+        options, model_kwargs = split_backend_options(backend, model_kwargs)
         config = cls.load_config(
             model_name_or_path,
             subfolder=subfolder,
@@ -191,7 +197,7 @@ class ScoringModule(InputModule):
         )
         path = os.path.join(model_name_or_path, subfolder) if subfolder else model_name_or_path
         hub = HubOptions(token, revision, cache_folder, local_files_only, trust_remote_code)
-        return cls(
+        module = cls(
             path,
             **config,
             model_kwargs=model_kwargs,
@@ -199,12 +205,15 @@ class ScoringModule(InputModule):
             config_kwargs=config_kwargs,
             hub=hub,
         )
+        module.start_backend(path, options, hub)
+        return module
 
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
         """Save the checkpoint in its Hugging Face layout plus this module's options."""
         self.model.save_pretrained(output_path, safe_serialization=safe_serialization)
         self.save_tokenizer(output_path)
         self.save_config(output_path)
+        self.save_backend(output_path)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"max_length": self.max_length, **{key: getattr(self, key) for key in self.config_keys}}

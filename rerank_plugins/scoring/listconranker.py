@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModel
 
+from rerank_plugins.backends.graph import EXAMPLE_PAIRS, ScoreGraph
 from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
 from rerank_plugins.hub import HubOptions
 from rerank_plugins.resolution import FamilyMismatchError
@@ -236,6 +237,26 @@ class ListConRankerScore(ScoringModule):
         features["pair_order"] = torch.tensor([starts[query] + slot for query, slot in places], dtype=torch.long)
         return features
 
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``linear_in_embedding(mean_pool(BERT(text)))`` of padded texts ``(rows, length)`` -> ``(rows, dim)``."""
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1)  # mean over real tokens, [CLS]/[SEP] too
+        return self.linear_in_embedding(pooled)
+
+    def score_graph(self) -> ScoreGraph:
+        """BERT, mean pooling and ``linear_in_embedding`` per text; the ListTransformer over a list's few rows stays
+        in PyTorch (it is a small share of the work)."""
+        axes = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"}}
+        inputs = ("input_ids", "attention_mask")
+        return ScoreGraph(TextFeatures(self), inputs, "features", {**axes, "features": {0: "batch"}})
+
+    def example_rows(self) -> Sequence[Any]:
+        return [
+            ListRow(query, (document, "a second, longer passage of the same list"))
+            for query, document in EXAMPLE_PAIRS[:1]
+        ]
+
     def encode_texts(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk_size: int, chunk_tokens: int | None = None
     ) -> torch.Tensor:
@@ -244,10 +265,10 @@ class ListConRankerScore(ScoringModule):
         features: torch.Tensor | None = None
         for rows, width in length_chunks(attention_mask, max_rows=chunk_size, max_tokens=chunk_tokens):
             ids, mask = input_ids[rows, :width], attention_mask[rows, :width]
-            hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1)  # mean over real tokens, [CLS]/[SEP] too
-            chunk = self.linear_in_embedding(pooled)
+            if self.runtime is not None:  # the exported encoder + pooling + linear_in
+                chunk = self.runtime({"input_ids": ids, "attention_mask": mask}).to(ids.device)
+            else:
+                chunk = self.text_features(ids, mask)
             if features is None:
                 features = chunk.new_empty(input_ids.shape[0], chunk.shape[1])
             features[rows] = chunk
@@ -297,6 +318,17 @@ def has_pooler_weights(model_name_or_path: str, hub: dict[str, Any]) -> bool:
         with safe_open(weights, framework="pt") as handle:
             keys = list(handle.keys())
     return any(key.startswith("pooler.") or ".pooler." in key for key in keys)
+
+
+class TextFeatures(nn.Module):
+    """:meth:`ListConRankerScore.text_features` as a module, for export."""
+
+    def __init__(self, score: ListConRankerScore) -> None:
+        super().__init__()
+        self.score = score
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.score.text_features(input_ids, attention_mask)
 
 
 def _load_weights(model_name_or_path: str, name: str, hub: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -349,6 +381,7 @@ FAMILY = FamilySpec(
     listwise=True,
     recognize=is_listconranker_checkpoint,
     modes={"iterative": iterative_scores},  # rank(..., iterative=True): the authors' iterative inference
+    backends=("torch", "onnx", "openvino"),
     tiny_models=(
         TinyModel(
             "listconranker",

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForSeq2SeqLM
 
+from rerank_plugins.backends.graph import ScoreGraph, run_length_chunks
 from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
 from rerank_plugins.scoring.base import Encoded, Pair, ScoringModule, fp32_scores
 from rerank_plugins.scoring.padding import PACKED_CHUNK_OVERHEAD, length_chunks, pack_rows
@@ -73,7 +74,17 @@ class MonoT5Score(ScoringModule):
         input_ids, attention_mask = self.pad([row.data for row in rows])
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
+    def score_graph(self) -> ScoreGraph:
+        """The encoder and the first decoder step with only the two answer rows: ids and mask in, margins out."""
+        axes = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"}}
+        return ScoreGraph(
+            MonoT5Graph(self), ("input_ids", "attention_mask"), "scores", {**axes, "scores": {0: "batch"}}
+        )
+
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if self.runtime is not None:  # the exported graph, fed in length chunks (no work on pad tokens)
+            features["scores"] = fp32_scores(run_length_chunks(self.runtime, features))
+            return features
         input_ids, attention_mask = features["input_ids"], features["attention_mask"]
         model = self.model
         margins = torch.empty(input_ids.shape[0], dtype=torch.float32, device=input_ids.device)
@@ -122,6 +133,17 @@ class MonoT5Score(ScoringModule):
         rows = model.get_output_embeddings().weight[self.token_ids]  # (2, d_model): the LM head's false/true rows
         logits = (hidden @ rows.T).float()  # (batch, 2) = the authors' logits[:, [false, true]], in fp32
         return logits[:, 1] - logits[:, 0]
+
+
+class MonoT5Graph(nn.Module):
+    """:meth:`MonoT5Score.logit_margin` as a module of ``(input_ids, attention_mask)``, for export."""
+
+    def __init__(self, score: MonoT5Score) -> None:
+        super().__init__()
+        self.score = score
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.score.logit_margin(input_ids, attention_mask)
 
 
 FOLDED_TYPES = ("t5", "mt5")
@@ -182,6 +204,7 @@ FAMILY = FamilySpec(
     activation="sigmoid",  # sigmoid(logit(true) - logit(false)) = softmax over [false, true], InRanker's P(true)
     recognize=is_monot5_checkpoint,
     int8_targets=monot5_int8_targets,
+    backends=("torch", "onnx", "openvino"),
     tiny_models=(
         TinyModel(
             "monot5",

@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModelForCausalLM
 
+from rerank_plugins.backends.graph import Runtime, ScoreGraph
 from rerank_plugins.checks import InputError
 from rerank_plugins.families import FamilySpec, TinyModel
 from rerank_plugins.scoring.base import Encoded, Pair, ScoringModule, fp32_scores
@@ -137,8 +139,22 @@ class QueryLikelihoodScore(ScoringModule):
             "query_mask": target_mask,
         }
 
+    @property
+    def body(self) -> Any:
+        """The transformer without its LM head."""
+        return self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.base_model
+
+    def score_graph(self) -> ScoreGraph:
+        """The body, then the LM head's log-softmax at the query positions only: the mean log-probability per row."""
+        inputs = ("input_ids", "attention_mask", "query_positions", "query_ids", "query_mask")
+        axes = {name: {0: "batch", 1: "query_length" if name.startswith("query") else "length"} for name in inputs}
+        return ScoreGraph(QueryLikelihoodGraph(self), inputs, "scores", {**axes, "scores": {0: "batch"}})
+
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        body = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.base_model
+        if self.runtime is not None:
+            features["scores"] = fp32_scores(self.run_exported(self.runtime, features))
+            return features
+        body = self.body
         input_ids, attention_mask = features["input_ids"], features["attention_mask"]
         query_mask = features["query_mask"]
         totals = torch.zeros(query_mask.shape, dtype=torch.float32, device=input_ids.device)
@@ -153,6 +169,23 @@ class QueryLikelihoodScore(ScoringModule):
         count = query_mask.sum(dim=1).clamp(min=1)
         features["scores"] = fp32_scores(totals.sum(dim=1) / count)
         return features
+
+    def run_exported(self, runtime: Runtime, features: dict[str, Any]) -> torch.Tensor:
+        """The exported graph over length chunks of at most ``max_chunk_tokens`` tokens and ``head_block_elements``
+        logits (the graph holds each chunk's ``(rows, query positions, vocabulary)`` logits at once)."""
+        query_width = features["query_ids"].shape[1]
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        max_rows = max(1, self.head_block_elements // (query_width * vocab))
+        scores = torch.empty(features["input_ids"].shape[0], dtype=torch.float32)
+        chunks = length_chunks(features["attention_mask"], max_tokens=self.max_chunk_tokens, max_rows=max_rows)
+        for rows, width in chunks:
+            inputs = {name: features[name][rows] for name in runtime.input_names}
+            inputs["input_ids"], inputs["attention_mask"] = (
+                inputs["input_ids"][:, :width],
+                inputs["attention_mask"][:, :width],
+            )
+            scores[rows] = runtime(inputs).float()
+        return scores.to(features["input_ids"].device)
 
     def query_log_probs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``log_softmax(lm_head(hidden))[target]`` at each ``(row, query position)``, in fp32.
@@ -181,12 +214,39 @@ class QueryLikelihoodScore(ScoringModule):
         return (target_logits - log_total).reshape(targets.shape)
 
 
+class QueryLikelihoodGraph(nn.Module):
+    """The mean log-probability of each row's query tokens, as a module of the collated tensors (for export).
+
+    The LM head runs only at the query positions, over the whole vocabulary at once (the caller bounds the rows).
+    """
+
+    def __init__(self, score: QueryLikelihoodScore) -> None:
+        super().__init__()
+        self.score = score
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        query_positions: torch.Tensor,
+        query_ids: torch.Tensor,
+        query_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        hidden = self.score.body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        at_query = hidden.gather(1, query_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+        logits = self.score.model.get_output_embeddings()(at_query).float()
+        log_probs = F.log_softmax(logits, dim=-1).gather(-1, query_ids.unsqueeze(-1)).squeeze(-1)
+        mask = query_mask.to(log_probs.dtype)
+        return (log_probs * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
 FAMILY = FamilySpec(
     "query-likelihood",
     module=QueryLikelihoodScore,
     activation="identity",  # the mean log-probability itself is the score (at most 0)
     # No recognize: a causal LM is not read as query likelihood unless asked (the RankingGPT hub ids, preset=,
     # family=); one that no family recognises is scored as sentence-transformers scores it (logit-score).
+    backends=("torch", "onnx", "openvino"),
     tiny_models=(
         TinyModel(
             "query-likelihood",

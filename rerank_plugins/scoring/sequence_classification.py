@@ -18,7 +18,10 @@ import torch
 from sentence_transformers.base.modules import Dense, Transformer
 from torch import nn
 
+from rerank_plugins.backends.graph import CompiledScoring, ScoreGraph, run_length_chunks
+from rerank_plugins.backends.options import split_backend_options
 from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest, TinyModel
+from rerank_plugins.hub import HubOptions
 from rerank_plugins.scoring.base import Encoded, Pair, pad_rows, position_limit
 from rerank_plugins.scoring.truncation import cut_rows, report_truncated, untruncated
 from rerank_plugins.windows import first_tokens
@@ -49,12 +52,55 @@ class LabelMargin(Dense):
         return features
 
 
-class PairClassifier(Transformer):
+class PairClassifier(CompiledScoring, Transformer):
     """sentence-transformers' ``Transformer`` with a classification head, reporting what it cuts.
 
     With ``truncation="only_second"`` (xpmir's DistillRankNET) the document is cut first and a query keeps at most
-    half of ``max_length``, as xpmir's tokenizer does.
+    half of ``max_length``, as xpmir's tokenizer does. With ``backend="onnx" | "openvino"`` the classifier runs as
+    an exported graph in sentence-transformers' layout (``onnx/model.onnx``, ``openvino/openvino_model.xml``:
+    inputs ``input_ids``, ``attention_mask`` [, ``token_type_ids``], output ``logits``), which Optimum's exports
+    also are, so a file exported by either loads in both.
     """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        *,
+        backend: str = "torch",
+        model_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        options, model_kwargs = split_backend_options(backend, model_kwargs)
+        super().__init__(model_name_or_path, backend="torch", model_kwargs=model_kwargs, **kwargs)
+        self.backend = backend  # type: ignore[assignment]  # checked by the family (FamilySpec.check_backend)
+        hub = HubOptions(
+            token=model_kwargs.get("token"),
+            revision=model_kwargs.get("revision"),
+            cache_folder=model_kwargs.get("cache_dir", kwargs.get("cache_dir")),
+            local_files_only=bool(model_kwargs.get("local_files_only", False)),
+        )
+        self.start_backend(model_name_or_path, options, hub)
+
+    def score_graph(self) -> ScoreGraph:
+        """The Hugging Face classifier itself: ids and masks in, ``logits`` out (Optimum's names)."""
+        inputs = ("input_ids", "attention_mask") + (("token_type_ids",) if self.uses_token_types else ())
+        axes = {name: {0: "batch_size", 1: "sequence_length"} for name in inputs}
+        return ScoreGraph(ClassifierGraph(self.model, inputs), inputs, "logits", {**axes, "logits": {0: "batch_size"}})
+
+    @property
+    def uses_token_types(self) -> bool:
+        tokenizer = self.tokenizer
+        return tokenizer is not None and "token_type_ids" in tokenizer.model_input_names
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if self.runtime is None:
+            return super().forward(features, **kwargs)
+        features["scores"] = run_length_chunks(self.runtime, features)
+        return features
+
+    def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
+        super().save(output_path, *args, **kwargs)
+        self.save_backend(output_path)
 
     def encode(self, rows: Sequence[Pair], prompt: str | None = None) -> list[Encoded]:
         """Each pair tokenized as sentence-transformers does (a prompt goes before the query), unpadded.
@@ -108,6 +154,17 @@ class PairClassifier(Transformer):
         if not inputs or not isinstance(inputs[0], (list, tuple)):
             return super().preprocess(inputs, prompt=prompt, **kwargs)
         return self.collate(self.encode(inputs, prompt))
+
+
+class ClassifierGraph(nn.Module):
+    """A Hugging Face sequence classifier as a function of positional tensors (for ``torch.onnx.export``)."""
+
+    def __init__(self, model: nn.Module, inputs: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model, self.inputs = model, inputs
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.inputs, tensors, strict=True))).logits
 
 
 def build_sequence_classifier(request: LoadRequest) -> list[nn.Module]:
@@ -179,6 +236,7 @@ FAMILY = FamilySpec(
     recognize=has_classification_head,
     int8_targets=sequence_classification_int8_targets,
     module_classes=(PairClassifier, LabelMargin),
+    backends=("torch", "onnx", "openvino"),
     tiny_models=(
         TinyModel(
             "sequence-classification",

@@ -19,7 +19,15 @@ from typing import Any
 
 from rerank_plugins.core.queue import QueueOptions
 from rerank_plugins.core.requests import RunOptions
-from rerank_plugins.serve.options import API_KEY_ENV, ENGINES, LOG_LEVELS, OPTION_NAMES, OptionError, read_options
+from rerank_plugins.serve.options import (
+    API_KEY_ENV,
+    BACKENDS,
+    ENGINES,
+    LOG_LEVELS,
+    OPTION_NAMES,
+    OptionError,
+    read_options,
+)
 
 _DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -37,6 +45,8 @@ class ServedModel:
         dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"`` weights (None: the checkpoint's).
         max_length: tokens per input (None: the model's).
         trust_remote_code: allow the checkpoint's own Python code.
+        backend: ``"torch"``, ``"onnx"`` or ``"openvino"`` (``CrossEncoder(..., backend=...)``).
+        int8: int8 inference on the CPU (torch's dynamic int8, or the backend's int8 file).
         options: any other ``CrossEncoder`` keyword argument.
     """
 
@@ -48,6 +58,8 @@ class ServedModel:
     dtype: str | None = None
     max_length: int | None = None
     trust_remote_code: bool = False
+    backend: str = "torch"
+    int8: bool = False
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
@@ -57,7 +69,9 @@ class ServedModel:
                 raise ValueError(f"ServedModel.{name} must be a non-empty str, got {value!r}.")
         if self.dtype is not None and self.dtype not in _DTYPE_NAMES:
             raise ValueError(f"ServedModel.dtype must be one of {', '.join(_DTYPE_NAMES)} or None, got {self.dtype!r}.")
-        named = {"family", "preset", "device", "max_length", "trust_remote_code", "model_name_or_path"}
+        if self.backend not in BACKENDS:
+            raise ValueError(f"ServedModel.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}.")
+        named = {"family", "preset", "device", "max_length", "trust_remote_code", "model_name_or_path", "backend"}
         clash = sorted(named & set(self.options))
         if clash:
             raise ValueError(f"ServedModel.options: give {', '.join(clash)} as the field(s) of that name.")
@@ -70,6 +84,8 @@ class ServedModel:
             kwargs["device"] = self.device
         if self.max_length is not None:
             kwargs["max_length"] = self.max_length
+        if self.backend != "torch":
+            kwargs["backend"] = self.backend
         if self.dtype is not None:
             import torch  # only when the model is loaded
 
@@ -83,7 +99,9 @@ class ServedModel:
         :func:`rerank_plugins.loading.load_model`)."""
         from rerank_plugins.loading import load_model
 
-        return load_model(self.source, self.family, self.preset, verbose=verbose, **self.crossencoder_kwargs())
+        return load_model(
+            self.source, self.family, self.preset, verbose=verbose, int8=self.int8, **self.crossencoder_kwargs()
+        )
 
 
 @dataclass(frozen=True)
@@ -265,6 +283,8 @@ def _models(given: Mapping[str, Any]) -> tuple[ServedModel, ...]:
             dtype=None if dtype in (None, "auto") else dtype,
             max_length=given.get("max_length"),
             trust_remote_code=bool(given.get("trust_remote_code")),
+            backend=given.get("backend") or "torch",
+            int8=bool(given.get("int8")),
         )
         for name, source in specs
     )

@@ -18,6 +18,7 @@ from typing import Any
 API_KEY_ENV = "RERANK_PLUGINS_API_KEY"
 """The environment variable that holds the API key when no ``api_key`` option is given."""
 DTYPES = ("auto", "fp32", "bf16", "fp16")
+BACKENDS = ("torch", "onnx", "openvino")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 ENGINES = ("uvicorn", "ray")
 
@@ -220,6 +221,22 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("max_length", positive_int, None, "tokens per input (default: the model's)", "models"),
     Option("trust_remote_code", boolean, False, "allow a checkpoint's own Python code", "models", flag=True),
+    Option(
+        "backend",
+        one_of(*BACKENDS),
+        "torch",
+        "inference backend (onnx, openvino: the exported model beside the checkpoint, else exported at load)",
+        "models",
+        "{" + ",".join(BACKENDS) + "}",
+    ),
+    Option(
+        "int8",
+        boolean,
+        False,
+        "int8 inference on the CPU: torch dynamic int8, ONNX Runtime dynamic int8, OpenVINO static int8",
+        "models",
+        flag=True,
+    ),
     # the server
     Option("host", _text, "127.0.0.1", "address to listen on (default: 127.0.0.1, this machine)", "server"),
     Option("port", port_number, 8000, "port to listen on (default: 8000)", "server"),

@@ -31,6 +31,10 @@ FLOORED = {
     "langchain-classic",
     "llama-index-core",
     "haystack-ai",
+    "onnxruntime",
+    "onnx",
+    "openvino",
+    "nncf",
 }
 
 

@@ -1,0 +1,342 @@
+"""A family's score graph, its export, and the runtime that runs it in place of PyTorch.
+
+A family module that supports ``backend="onnx" | "openvino"`` mixes in :class:`CompiledScoring` and returns its
+:class:`ScoreGraph` (``score_graph()``): a torch module from the collated tensors to raw scores, holding only what
+the score needs (monoT5: the encoder and one decoder step with the two answer rows; a classifier: the Hugging Face
+model). At load, :func:`load_runtime` finds the exported file beside the checkpoint or exports the graph once
+(``torch.onnx.export``; OpenVINO converts that ONNX file), and the module's ``forward`` feeds its collated batches
+to the runtime instead of the torch graph. Tokenization, batching and the request core do not change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rerank_plugins.backends.options import (
+    BackendOptions,
+    companion_files,
+    find_exported,
+    import_backend,
+    int8_file,
+)
+from rerank_plugins.hub import NO_HUB_OPTIONS, HubOptions
+
+logger = logging.getLogger(__name__)
+
+ONNX_OPSET = 17
+EXAMPLE_PAIRS = [
+    ("what is the capital of france", "Paris is the capital and largest city of France, on the Seine."),
+    ("how do vaccines work", "Vaccines train the immune system."),
+]
+"""Rows of two lengths (one padded) that trace a graph; the exported graph takes any batch and length."""
+
+
+@dataclass(frozen=True)
+class ScoreGraph:
+    """A family's score computation as a module of named tensors: what is exported and run by a backend.
+
+    ``module(*[features[name] for name in inputs])`` returns the raw scores (one output, named ``output``);
+    ``dynamic`` names the axes of each input that vary (batch, length), as ``torch.onnx.export`` takes them.
+    """
+
+    module: nn.Module
+    inputs: tuple[str, ...]
+    output: str = "scores"
+    dynamic: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+
+
+@dataclass
+class ExportedFile:
+    """An exported model: its main file relative to a root folder, plus its companion files there.
+
+    ``keep`` holds the temporary folder of a model exported at load (the folder lives as long as the runtime).
+    """
+
+    root: Path
+    relative: str
+    keep: Any = None
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.relative
+
+    def files(self, backend: str) -> list[str]:
+        """The main file and the companions that exist, relative to ``root``."""
+        return [self.relative] + [c for c in companion_files(backend, self.relative) if (self.root / c).is_file()]
+
+    def copy_to(self, output_path: str | Path, backend: str) -> None:
+        """Copy the files to the same relative places under ``output_path`` (``save`` beside the model)."""
+        for relative in self.files(backend):
+            source, target = self.root / relative, Path(output_path) / relative
+            if source.resolve() == target.resolve():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+
+
+class Runtime:
+    """A backend session over one exported score graph: named CPU tensors in, the graph's output out."""
+
+    backend: str = ""
+    input_names: tuple[str, ...] = ()
+
+    def __init__(self, exported: ExportedFile, options: BackendOptions) -> None:
+        self.exported, self.options = exported, options
+
+    def __call__(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def save(self, output_path: str | Path) -> None:
+        """Write the exported files beside a saved model, at the path they were loaded from."""
+        self.exported.copy_to(output_path, self.backend)
+
+    def feeds(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        """The graph's inputs as contiguous numpy arrays (int64 ids and masks; no copy for CPU tensors)."""
+        return {name: inputs[name].detach().cpu().contiguous().numpy() for name in self.input_names}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.exported.relative!r})"
+
+
+def export_onnx(graph: ScoreGraph, example: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """``torch.onnx.export`` of ``graph`` traced on ``example``, with dynamic batch and length axes, in fp32.
+
+    The TorchScript exporter: it traces our small score graphs in seconds where the ``torch.export`` one takes
+    ten times as long, and ONNX Runtime fuses its attention patterns.
+    """
+    module = graph.module
+    states = {submodule: submodule.training for submodule in module.modules()}
+    module.eval()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with torch.no_grad(), warnings.catch_warnings(), exact_position_buckets():
+            warnings.simplefilter("ignore")  # tracer warnings on shape arithmetic, the exporter's deprecation note
+            torch.onnx.export(
+                module,
+                tuple(example[name] for name in graph.inputs),
+                str(path),
+                input_names=list(graph.inputs),
+                output_names=[graph.output],
+                dynamic_axes={name: dict(axes) for name, axes in graph.dynamic.items()},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+    finally:
+        for submodule, training in states.items():
+            submodule.training = training
+
+
+def run_length_chunks(runtime: Runtime, features: Mapping[str, Any]) -> torch.Tensor:
+    """The runtime's output for a padded batch of ``(rows, length)`` inputs, run in chunks of similar length.
+
+    Each chunk is trimmed to its longest row (``scoring.padding.length_chunks``): no work on pad tokens, and a row's
+    output does not depend on the other rows.
+    """
+    from rerank_plugins.scoring.padding import length_chunks
+
+    mask = features["attention_mask"]
+    output: torch.Tensor | None = None
+    for rows, width in length_chunks(mask):
+        part = runtime({name: features[name][rows, :width] for name in runtime.input_names})
+        if output is None:
+            output = part.new_empty((mask.shape[0], *part.shape[1:]))
+        output[rows] = part
+    assert output is not None
+    return output.to(mask.device)
+
+
+@contextlib.contextmanager
+def exact_position_buckets(limit: int = 4096) -> Iterator[None]:
+    """While exporting, DeBERTa-v2/v3's relative positions in a form every runtime computes exactly.
+
+    transformers computes each log bucket as ``ceil(log(|i - j| / mid) / log(...) * (mid - 1))``: OpenVINO's ``log``
+    differs from PyTorch's in the last bit, which moves some distances across a ``ceil`` boundary into the next
+    bucket (scores of long passages then differ by 1e-2). The exported graph looks each distance up in a table made
+    by transformers' own function instead. transformers 5.0 also compiles two helpers with ``torch.jit.script``,
+    which exports as an ``If`` of dynamic rank that OpenVINO's CPU plugin refuses; during the export they are plain
+    Python (the same arithmetic: self-attention keys and queries always have the same length).
+    """
+    try:
+        from transformers.models.deberta_v2 import modeling_deberta_v2 as deberta
+    except ImportError:  # pragma: no cover - every supported transformers has DeBERTa-v2
+        yield
+        return
+    original = {name: getattr(deberta, name) for name in ("make_log_bucket_position", "build_rpos", "scaled_size_sqrt")
+                if hasattr(deberta, name)}  # fmt: skip
+    buckets = original["make_log_bucket_position"]
+
+    def looked_up(relative_pos: torch.Tensor, bucket_size: int, max_position: int) -> torch.Tensor:
+        distances = torch.arange(-limit, limit + 1, dtype=torch.long)
+        table = buckets(distances, bucket_size, max_position)
+        return table[relative_pos.long() + limit]
+
+    def relative_positions(query: torch.Tensor, key: torch.Tensor, relative_pos: torch.Tensor, buckets: int,
+                           max_relative: int) -> torch.Tensor:  # fmt: skip
+        if key.size(-2) != query.size(-2):
+            return deberta.build_relative_position(key, key, bucket_size=buckets, max_position=max_relative)
+        return relative_pos
+
+    def scaled_sqrt(query: torch.Tensor, scale_factor: int) -> torch.Tensor:
+        return torch.sqrt(torch.tensor(query.size(-1), dtype=torch.float) * scale_factor)
+
+    deberta.make_log_bucket_position = looked_up
+    if isinstance(original.get("build_rpos"), torch.jit.ScriptFunction):
+        setattr(deberta, "build_rpos", relative_positions)  # noqa: B010 (transformers types it loosely)
+    if isinstance(original.get("scaled_size_sqrt"), torch.jit.ScriptFunction):
+        setattr(deberta, "scaled_size_sqrt", scaled_sqrt)  # noqa: B010
+    try:
+        yield
+    finally:
+        for name, value in original.items():
+            setattr(deberta, name, value)
+
+
+class CompiledScoring:
+    """Mixin of a family module that can run on ONNX Runtime and OpenVINO.
+
+    The module implements :meth:`score_graph`; its ``forward`` calls ``self.runtime`` when it is set. The
+    runtime is created once, at load (:meth:`start_backend`), never lazily in a scoring thread.
+    """
+
+    runtime: Runtime | None = None
+
+    def score_graph(self) -> ScoreGraph:
+        """The module's score computation as an exportable :class:`ScoreGraph`."""
+        raise NotImplementedError
+
+    def example_rows(self) -> Sequence[Any]:
+        """Rows that trace the score graph (``encode`` takes them)."""
+        return EXAMPLE_PAIRS
+
+    def example_features(self) -> dict[str, Any]:
+        return self.collate(self.encode(self.example_rows()))  # type: ignore[attr-defined]
+
+    def start_backend(self, name_or_path: str, options: BackendOptions, hub: HubOptions = NO_HUB_OPTIONS) -> None:
+        """Load the exported score graph (or export it now) and run it in place of PyTorch."""
+        if options.backend != "torch":
+            self.runtime = load_runtime(self, name_or_path, options, hub)
+
+    def save_backend(self, output_path: str) -> None:
+        """Save the exported file beside the model (a no-op for PyTorch)."""
+        if self.runtime is not None:
+            self.runtime.save(output_path)
+
+    @property
+    def backend_name(self) -> str:
+        return self.runtime.backend if self.runtime is not None else "torch"
+
+
+def load_runtime(
+    module: CompiledScoring, name_or_path: str, options: BackendOptions, hub: HubOptions = NO_HUB_OPTIONS
+) -> Runtime:
+    """The backend's runtime for ``module``: the exported file found beside the checkpoint, or a fresh export."""
+    import_backend(options.backend)  # an ImportError naming the extra, before any work
+    if options.int8 and options.file_name is None:
+        int8_options = replace(options, file_name=int8_file(options.backend))
+        found = None if options.export else find_exported(name_or_path, int8_options, hub)
+        if found is None:  # quantize now, from the fp32 file (found or exported)
+            fp32 = locate_or_export(module, name_or_path, replace(options, int8=False), hub)
+            exported = quantize_at_load(module, fp32, int8_options)
+            logger.warning(
+                "Quantized %s to int8 for %s at load. Save the model to keep %s, or write it with the export "
+                "helpers (export_dynamic_quantized_onnx_model / export_static_quantized_openvino_model with your "
+                "own calibration pairs).", name_or_path, options.backend, exported.relative,
+            )  # fmt: skip
+            return open_runtime(exported, int8_options)
+        options = int8_options
+    return open_runtime(locate_or_export(module, name_or_path, options, hub), options)
+
+
+def locate_or_export(
+    module: CompiledScoring, name_or_path: str, options: BackendOptions, hub: HubOptions = NO_HUB_OPTIONS
+) -> ExportedFile:
+    """The exported file beside the checkpoint (``file_name``, ``subfolder``, the backend's folder), else a new
+    export into a temporary folder (unless ``export=False`` or a ``file_name`` was asked for)."""
+    found = None if options.export else find_exported(name_or_path, options, hub)
+    if found is not None:
+        path, relative = found
+        root = Path(path)
+        for _ in Path(relative).parts:
+            root = root.parent
+        return ExportedFile(root, relative)
+    if options.export is False:
+        raise FileNotFoundError(
+            f"{name_or_path!r} has no {options.file_name or options.default_file} for backend={options.backend!r} "
+            "and export=False was given."
+        )
+    if options.file_name:
+        raise FileNotFoundError(
+            f"{name_or_path!r} has no {options.file_name!r} (file_name= names an exported file to load; leave "
+            "it out to export the model now)."
+        )
+    exported = export_backend(module, options)
+    logger.warning(
+        "Exported %s to %s. Save the model (model.save_pretrained(path)) to keep %s and skip this export "
+        "next time.", name_or_path, options.backend, exported.relative,
+    )  # fmt: skip
+    return exported
+
+
+def export_backend(
+    module: CompiledScoring, options: BackendOptions, directory: str | Path | None = None
+) -> ExportedFile:
+    """Export ``module``'s score graph for ``options.backend`` into ``directory`` (a temporary one by default)."""
+    keep = None
+    if directory is None:
+        keep = tempfile.TemporaryDirectory(prefix="rerank-plugins-export-")
+        directory = keep.name
+    root = Path(directory)
+    graph = module.score_graph()
+    example = module.example_features()
+    onnx_relative = os.path.join("onnx", "model.onnx")
+    export_onnx(graph, example, root / onnx_relative)
+    if options.backend == "onnx":
+        return ExportedFile(root, onnx_relative, keep)
+    from rerank_plugins.backends.openvino import convert_onnx
+
+    relative = os.path.join("openvino", "openvino_model.xml")
+    convert_onnx(root / onnx_relative, root / relative, options.ov_config)
+    return ExportedFile(root, relative, keep)
+
+
+def quantize_at_load(module: CompiledScoring, fp32: ExportedFile, options: BackendOptions) -> ExportedFile:
+    """``options.file_name`` written into a temporary folder: ONNX dynamic int8, or OpenVINO static int8 calibrated
+    on the built-in pairs, from the fp32 runtime's file."""
+    keep = tempfile.TemporaryDirectory(prefix="rerank-plugins-int8-")
+    relative = options.file_name or int8_file(options.backend)
+    target = Path(keep.name) / relative
+    if options.backend == "onnx":
+        from rerank_plugins.backends.onnx import quantize_dynamic_int8
+        from rerank_plugins.backends.options import cpu_int8_config
+
+        quantize_dynamic_int8(fp32.path, target, cpu_int8_config())
+    else:
+        from rerank_plugins.backends.calibration import DEFAULT_CALIBRATION_PAIRS, calibration_batches
+        from rerank_plugins.backends.openvino import quantize_static_int8
+
+        batches = list(calibration_batches(module, DEFAULT_CALIBRATION_PAIRS))
+        quantize_static_int8(fp32.path, target, batches, None)
+    return ExportedFile(Path(keep.name), relative, keep)
+
+
+def open_runtime(exported: ExportedFile, options: BackendOptions) -> Runtime:
+    """A session of ``options.backend`` over an exported file."""
+    if options.backend == "onnx":
+        from rerank_plugins.backends.onnx import OnnxRuntime
+
+        return OnnxRuntime(exported, options)
+    from rerank_plugins.backends.openvino import OpenVINORuntime
+
+    return OpenVINORuntime(exported, options)

@@ -1,0 +1,86 @@
+"""ONNX Runtime: an ``InferenceSession`` over a family's exported score graph (``backend="onnx"``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from rerank_plugins.backends.graph import ExportedFile, Runtime
+from rerank_plugins.backends.options import BackendOptions, import_backend
+
+
+class OnnxRuntime(Runtime):
+    """An ONNX Runtime session with every graph optimisation on, as many threads as PyTorch uses.
+
+    ``InferenceSession.run`` may be called from several threads at once, so one session serves every thread.
+    """
+
+    backend = "onnx"
+
+    def __init__(self, exported: ExportedFile, options: BackendOptions) -> None:
+        super().__init__(exported, options)
+        ort = import_backend("onnx")
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.intra_op_num_threads = torch.get_num_threads()
+        provider = options.provider or "CPUExecutionProvider"
+        if provider not in ort.get_available_providers():
+            raise ValueError(f"ONNX Runtime has no provider {provider!r} here: {ort.get_available_providers()}.")
+        self.session = ort.InferenceSession(str(exported.path), session_options, providers=[provider])
+        self.input_names = tuple(node.name for node in self.session.get_inputs())
+
+    def __call__(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        (output,) = self.session.run(None, self.feeds(inputs))[:1]
+        return torch.from_numpy(output)
+
+
+DYNAMIC_INT8_WEIGHTS = {"arm64": "QInt8", "avx2": "QUInt8", "avx512": "QInt8", "avx512_vnni": "QInt8"}
+"""sentence-transformers' (Optimum's) dynamic int8 configurations -> their weight type. All of them: per-channel
+symmetric weights, asymmetric uint8 activations quantized per call, full range, every operator ONNX Runtime can
+quantize dynamically."""
+OPTIMIZATION_LEVELS = ("O1", "O2", "O3", "O4")
+
+
+def quantize_dynamic_int8(source: Path, target: Path, config: str) -> None:
+    """ONNX Runtime's dynamic int8 quantization of an exported graph, with the weights of ``config``."""
+    if config not in DYNAMIC_INT8_WEIGHTS:
+        raise ValueError(f"quantization_config must be one of {sorted(DYNAMIC_INT8_WEIGHTS)}, got {config!r}.")
+    import_backend("onnx")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(
+        source,
+        target,
+        per_channel=True,
+        reduce_range=False,
+        weight_type=getattr(QuantType, DYNAMIC_INT8_WEIGHTS[config]),
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+    )
+
+
+def optimize_onnx(source: Path, target: Path, level: str, model_type: str) -> None:
+    """Optimum's O1-O3 with ONNX Runtime's own tools: O1 the basic graph optimisations; O2 the transformer fusions
+    (attention, layer norm, GELU); O3 O2 plus the GELU approximation. O4 (fp16) needs a GPU."""
+    if level not in OPTIMIZATION_LEVELS:
+        raise ValueError(f"optimization_config must be one of {OPTIMIZATION_LEVELS}, got {level!r}.")
+    if level == "O4":
+        raise ValueError("O4 is O3 in fp16 mixed precision, for a GPU; on a CPU use O1-O3 or an int8 export.")
+    import_backend("onnx")
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fusion = FusionOptions(model_type)
+    fusion.enable_gelu_approximation = level == "O3"
+    optimized = optimize_model(
+        str(source),
+        model_type=model_type,
+        optimization_options=fusion,
+        opt_level=1 if level == "O1" else 2,
+        only_onnxruntime=level == "O1",
+        use_gpu=False,
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    optimized.save_model_to_file(str(target))
