@@ -1,4 +1,5 @@
-"""What a user would otherwise run, written plainly: the RankingGPT card's loop and a per-query ListConRanker.
+"""What a user would otherwise run, written plainly: the RankingGPT and Qwen3-Reranker cards' code, and a per-query
+ListConRanker.
 
 The other two alternatives are installed libraries used as their users do (``runners.py``): plain
 ``sentence_transformers.CrossEncoder`` and ``inranker.T5Ranker``. These two have no package, so they follow
@@ -99,3 +100,46 @@ class PlainListConRanker:
             torch.cat([F.relu(head.linear_score2(pre)), F.relu(head.linear_score3(post))], dim=1)
         )
         return torch.sigmoid(logits.float()).squeeze(-1).tolist()
+
+
+class Qwen3RerankerCard:
+    """The Qwen3-Reranker model card's code: batches of pairs, left padding, the causal LM's full output.
+
+    Per batch: ``format_instruction`` and ``process_inputs`` as the card (the body cut to ``max_length - prefix -
+    suffix`` tokens, left padding), ``model(**inputs).logits[:, -1, :]`` (transformers computes the logits of every
+    position: ``batch x length x 151,669`` for Qwen3), then ``exp(log_softmax([no, yes])[1])``.
+    """
+
+    PREFIX = (
+        "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
+        'provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
+    )
+    SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    TASK = "Given a web search query, retrieve relevant passages that answer the query"
+
+    def __init__(self, path: str, device: str = "cpu", dtype: torch.dtype = torch.float32, max_length: int = 8192,
+                 batch_size: int = 32) -> None:  # fmt: skip
+        self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        self.device, self.max_length, self.batch_size = device, max_length, batch_size
+        self.no_id = self.tokenizer.convert_tokens_to_ids("no")
+        self.yes_id = self.tokenizer.convert_tokens_to_ids("yes")
+        self.prefix_ids = self.tokenizer.encode(self.PREFIX, add_special_tokens=False)
+        self.suffix_ids = self.tokenizer.encode(self.SUFFIX, add_special_tokens=False)
+
+    @torch.no_grad()
+    def get_scores(self, query: str, documents: list[str]) -> list[float]:
+        scores: list[float] = []
+        for start in range(0, len(documents), self.batch_size):
+            pairs = [f"<Instruct>: {self.TASK}\n<Query>: {query}\n<Document>: {document}"
+                     for document in documents[start : start + self.batch_size]]  # fmt: skip
+            inputs = self.tokenizer(
+                pairs, padding=False, truncation="longest_first", return_attention_mask=False,
+                max_length=self.max_length - len(self.prefix_ids) - len(self.suffix_ids),
+            )  # fmt: skip
+            inputs["input_ids"] = [self.prefix_ids + ids + self.suffix_ids for ids in inputs["input_ids"]]
+            padded = self.tokenizer.pad(inputs, padding=True, return_tensors="pt", max_length=self.max_length)
+            logits = self.model(**padded.to(self.device)).logits[:, -1, :]
+            two = torch.stack([logits[:, self.no_id], logits[:, self.yes_id]], dim=1).float()
+            scores += torch.log_softmax(two, dim=1)[:, 1].exp().tolist()
+        return scores

@@ -16,6 +16,9 @@ Per family, for one (query, passage) pair:
   keys/values over the ``n`` encoder states); LM head: 2 rows, ``4 D``.
 - query likelihood (BLOOM): ``T = len(context) + len(query) - 1`` tokens through ``L (2 (12 H^2) T + 4 T^2 H)``,
   plus the LM head at the ``q`` query positions only: ``2 H V q`` (the full vocabulary, needed by the softmax).
+- Qwen3-Reranker (Qwen3): the prompt's ``t`` tokens through ``L (2 P t + 4 t^2 I)`` with ``P = 2 H I + 2 H K + 3 H F``
+  (query and output projections over ``I`` = heads x head_dim, keys and values over ``K`` = key-value heads x
+  head_dim, the gated MLP), plus the LM head's two answer rows at the last token: ``4 H``.
 - ListConRanker: BERT (as above, no pooler) over the query once per list and every passage alone,
   ``linear_in`` ``2 H D`` per text, the ListTransformer over the ``N = 1 + passages`` rows
   ``L_t (2 (4 D^2 + 2 D F) N + 4 N^2 D)`` and the scoring head ``2 (2 (2 D D) + 2 D)`` per passage.
@@ -103,11 +106,31 @@ def listconranker(path: str, groups: list[Group], max_length: int = 512) -> floa
     return total
 
 
+def qwen3_reranker(path: str, groups: list[Group], max_length: int = 512) -> float:
+    from rerank_plugins.scoring.qwen3_reranker import QWEN3_BODY, QWEN3_INSTRUCTION, QWEN3_PREFIX, QWEN3_SUFFIX
+
+    config, tokenizer = AutoConfig.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    h, layers, f = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    inner = config.num_attention_heads * config.head_dim
+    linear = 2 * h * inner + 2 * h * config.num_key_value_heads * config.head_dim + 3 * h * f  # q, o; k, v; MLP
+    template = len(tokenizer.encode(QWEN3_PREFIX + QWEN3_SUFFIX, add_special_tokens=False))
+    total = 0.0
+    for query, documents in groups:
+        texts = [QWEN3_BODY.format(instruction=QWEN3_INSTRUCTION, query=query, document=d) for d in documents]
+        for ids in tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length - template)[
+            "input_ids"
+        ]:
+            t = len(ids) + template
+            total += layers * (2 * linear * t + 4 * t * t * inner) + 2 * 2 * h  # the LM head: the two answer rows
+    return total
+
+
 COUNTERS = {
     "sequence-classification": sequence_classification,
     "monot5": monot5,
     "query-likelihood": query_likelihood,
     "listconranker": listconranker,
+    "qwen3-reranker": qwen3_reranker,
 }
 
 

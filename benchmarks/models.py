@@ -57,6 +57,10 @@ DEBERTA_V3_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_h
 BLOOM_SMALL = {"hidden_size": 512, "n_layer": 4, "n_head": 8, "vocab_size": 250880}
 BLOOM_560M = {"hidden_size": 1024, "n_layer": 24, "n_head": 16, "vocab_size": 250880}
 BLOOM_3B = {"hidden_size": 2560, "n_layer": 30, "n_head": 32, "vocab_size": 250880}
+QWEN3_0_6B = {"hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 16,
+              "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151669,
+              "max_position_embeddings": 40960}  # fmt: skip
+QWEN3_BENCH = {**QWEN3_0_6B, "num_hidden_layers": 4}
 LISTCON_BENCH = {"list_dim": 672, "list_layers": 2, "list_heads": 12, "list_feedforward": 2048}
 LISTCON_REAL = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
                 "vocab_size": 21128, "list_dim": 1792, "list_layers": 2, "list_heads": 16,
@@ -72,6 +76,9 @@ BENCH: dict[str, Shape] = {
                               "BLOOM shape, random (hidden 512, 4 layers, 8 heads, vocab 250,880)"),
     "listconranker": Shape("listconranker", "listconranker", LISTCON_BENCH, minilm=True,
                            description="MiniLM-L6 BERT (real) + Linear 384->672 + ListTransformer 2x672 (random)"),
+    "qwen3-reranker": Shape("qwen3-reranker", "qwen3-reranker", QWEN3_BENCH, 16000,
+                            "Qwen3-0.6B shape with 4 of its 28 layers, random (hidden 1024, 16 heads, 8 key-value "
+                            "heads, vocab 151,669)"),
 }  # fmt: skip
 """``--shapes bench``: one model per family."""
 
@@ -86,10 +93,12 @@ REAL: dict[str, Shape] = {
                       "BLOOM-3b (RankingGPT-bloom-3b), random"),
     "bert-large-listcon": Shape("listconranker", "listconranker", LISTCON_REAL, 16000,
                                 "BERT-large (24x1024) + Linear 1024->1792 + ListTransformer 2x1792, random"),
+    "qwen3-0.6b": Shape("qwen3-reranker", "qwen3-reranker", QWEN3_0_6B, 16000,
+                        "Qwen3-0.6B (Qwen3-Reranker-0.6B), random"),
 }  # fmt: skip
 """``--shapes real``: the seeds' shapes, random weights (the names are ``--real-models`` choices)."""
 
-SMALL_REAL = ("t5-base", "deberta-v3-base", "bloom-560m", "bert-large-listcon")
+SMALL_REAL = ("t5-base", "deberta-v3-base", "bloom-560m", "bert-large-listcon", "qwen3-0.6b")
 """The real shapes built by default: the 3B ones (12 GB each in fp32) only when named."""
 
 

@@ -26,6 +26,7 @@ ALTERNATIVES: dict[str, str] = {
     "monot5": "inranker.T5Ranker(path).get_scores",
     "query-likelihood": "RankingGPT card loop (batch 1, full-vocabulary logits)",
     "listconranker": "plain per-query ListConRanker (one BERT batch per list)",
+    "qwen3-reranker": "Qwen3-Reranker card code (batch 32, left padding, full-vocabulary logits)",
 }
 DEFAULT_BATCH_SIZE = 32
 """sentence-transformers' and inranker's default batch size."""
@@ -97,6 +98,11 @@ def make_runner(
 
         card = RankingGPTCardLoop(path, device=device, dtype=torch_dtype, max_length=max_length)
         return lambda groups: [card.get_scores(q, docs) for q, docs in groups]
+    if family == "qwen3-reranker":
+        from benchmarks.alternatives import Qwen3RerankerCard
+
+        qwen3 = Qwen3RerankerCard(path, device=device, dtype=torch_dtype, max_length=max_length, batch_size=batch_size)
+        return lambda groups: [qwen3.get_scores(q, docs) for q, docs in groups]
     if family == "listconranker":
         from benchmarks.alternatives import PlainListConRanker
 
