@@ -428,3 +428,16 @@ def family_of_saved_types(types: Sequence[str]) -> str:
     if any(ref.rsplit(".", 1)[-1] == LOGIT_SCORE_CLASS for ref in types):
         return "logit-score"
     return "sequence-classification"
+
+
+_MOVED_TO_RESOLUTION = ("Resolution", "resolve_family", "fallback_tokenizer")
+
+
+def __getattr__(name: str) -> Any:
+    """``rerank_plugins.families.resolve_family`` and ``Resolution``: deprecated aliases of their new home,
+    :mod:`rerank_plugins.resolution` (imported by name: that module imports this one)."""
+    if name in _MOVED_TO_RESOLUTION:
+        moved = f"rerank_plugins.families.{name} moved to rerank_plugins.resolution.{name}"
+        warnings.warn(moved, DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module("rerank_plugins.resolution"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
