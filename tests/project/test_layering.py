@@ -42,7 +42,7 @@ LAYERS: dict[str, tuple[int, tuple[str, ...]]] = {
     "core": (2, ("core",)),
     # the model: CrossEncoder, the package's root (which re-exports it), sentence-transformers' evaluator with a
     # listwise model, the model card that checks a trainer's data (with training.checks), loading one for a frontend.
-    "model": (3, ("cross_encoder", "", "evaluation", "model_card", "training.checks", "loading")),
+    "model": (3, ("cross_encoder", "", "evaluation", "model_card", "training.checks", "loading", "pair_requests")),
     # frontends: each turns its own input into requests.
     "frontends": (4, ("adapters", "langchain", "llama_index", "haystack", "trec", "ray", "serve")),
     # beside the frontends: training objectives and offline test models (no frontend imports them).
