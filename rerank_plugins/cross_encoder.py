@@ -25,27 +25,26 @@ from torch import nn
 from rerank_plugins.cache import ScoreCache
 from rerank_plugins.checks import check_positive, validate_pairs
 from rerank_plugins.core.batching import ACCELERATOR_BATCH_TOKENS, CPU_BATCH_SIZE
-from rerank_plugins.core.ranking import Scored, rank_requests, score_requests
+from rerank_plugins.core.ranking import rank_requests, score_requests
 from rerank_plugins.core.requests import Ranking, Request, RequestOptions, RunOptions
 from rerank_plugins.evaluation import evaluator_lists
-from rerank_plugins.families import (
-    FamilySpec,
-    LoadRequest,
-    family_of_modules,
-    get_family,
-    make_activation,
-    module_classes,
-)
+from rerank_plugins.families import FamilySpec, LoadRequest, get_family, make_activation
 from rerank_plugins.hub import HubOptions, reachable_hub_kwargs
 from rerank_plugins.model_card import CheckedModelCardData
+from rerank_plugins.pair_requests import gather, requests_of_lists, requests_of_pairs, sorted_by_index
 from rerank_plugins.quantization import refuse_to_save_quantized
 from rerank_plugins.quiet import quiet_loading
-from rerank_plugins.resolution import FamilyMismatchError, Resolution, fallback_tokenizer, resolve_family
+from rerank_plugins.resolution import (
+    FamilyMismatchError,
+    Resolution,
+    check_backend,
+    fallback_tokenizer,
+    family_of_modules,
+    module_classes,
+    resolve_family,
+)
 from rerank_plugins.scoring.sequence_classification import LabelMargin
 from rerank_plugins.windows import Window, as_window
-
-Place = tuple[int, int]
-"""Where one of ``predict``'s pairs went: (its request, its document in that request)."""
 
 logger = logging.getLogger(__name__)
 
@@ -430,59 +429,7 @@ class CrossEncoder(STCrossEncoder):
         )  # fmt: skip
 
 
-def check_backend(resolution: Resolution, backend: Any) -> None:
-    """``backend=`` checked against the family before anything loads: an error, never PyTorch in its place."""
-    spec = resolution.spec
-    if spec is not None:
-        spec.check_backend(backend)
-    elif resolution.source == "saved" and backend != "torch":
-        raise ValueError(
-            f"backend={backend!r} needs a model of a known family; this saved model's modules belong to none. "
-            "Load it with backend='torch'."
-        )
-
-
 def _refuse_unknown(kwargs: Mapping[str, Any], method: str) -> None:
     """An argument that this model would not honour is an error, never silently dropped."""
     if kwargs:
         raise TypeError(f"{method}() got unexpected keyword argument(s) {sorted(kwargs)}.")
-
-
-def requests_of_pairs(pairs: Sequence[Sequence[str]], options: RequestOptions) -> tuple[list[Request], list[Place]]:
-    """``predict``'s pairs as one request per query (in order of first appearance), and where each pair went."""
-    documents: dict[str, list[str]] = {}
-    order: dict[str, int] = {}
-    places: list[Place] = []
-    for query, document in pairs:
-        members = documents.setdefault(query, [])
-        places.append((order.setdefault(query, len(order)), len(members)))
-        members.append(document)
-    return [Request(query, tuple(members), options) for query, members in documents.items()], places
-
-
-def requests_of_lists(
-    pairs: Sequence[Sequence[str]], sizes: Sequence[int], options: RequestOptions
-) -> tuple[list[Request], list[Place]]:
-    """``pairs`` cut into consecutive lists of ``sizes`` (one request each, whatever their query texts)."""
-    requests, places, start = [], [], 0
-    for number, size in enumerate(sizes):
-        members = pairs[start : start + size]
-        requests.append(Request(members[0][0], tuple(document for _, document in members), options))
-        places += [(number, slot) for slot in range(size)]
-        start += size
-    return requests, places
-
-
-def sorted_by_index(results: Sequence[Mapping[str, Any]], count: int) -> list[float]:
-    """``rank``'s results back as one score per document index."""
-    scores = [0.0] * count
-    for result in results:
-        scores[result["corpus_id"]] = float(result["score"])
-    return scores
-
-
-def gather(scored: Sequence[Scored], places: Sequence[Place], device: torch.device) -> torch.Tensor:
-    """The requests' scores back in the order of the pairs they came from."""
-    if not places:
-        return torch.tensor([], device=device)
-    return torch.stack([scored[request].scores[slot] for request, slot in places])

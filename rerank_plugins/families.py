@@ -384,47 +384,15 @@ def all_families() -> list[FamilySpec]:
     return specs
 
 
-def class_ref(cls: type) -> str:
-    """``"package.module.Class"``: how ``modules.json`` names a module class."""
-    return f"{cls.__module__}.{cls.__qualname__}"
+_MOVED_TO_RESOLUTION = ("Resolution", "resolve_family", "fallback_tokenizer", "class_ref", "module_classes",
+                        "family_of_class", "family_of_modules")  # fmt: skip
 
 
-def module_classes() -> dict[str, type[nn.Module]]:
-    """``"package.module.Class"`` -> class, for every module class a family's saved models may hold."""
-    return {class_ref(cls): cls for spec in all_families() for cls in spec.saved_classes}
-
-
-def family_of_class(ref: str) -> str | None:
-    """The family whose saved models hold the module class ``ref`` (None: no family's)."""
-    for spec in all_families():
-        if ref in {class_ref(cls) for cls in spec.saved_classes}:
-            return spec.name
-    return None
-
-
-def family_of_modules(modules: Sequence[nn.Module]) -> str | None:
-    """The family whose classes the loaded modules are (None: none of ours, e.g. a plain ST model).
-
-    sentence-transformers' own ``Transformer`` is a causal LM's (``logit-score``) when a ``LogitScore`` reads its
-    logits, else a sequence classifier's.
-    """
-    if not len(modules):
-        return None
-    first = type(modules[0])
-    from sentence_transformers.base.modules import Transformer
-
-    found = family_of_class(class_ref(first))
-    if found is None and issubclass(first, Transformer):  # sentence-transformers' own modules
-        return family_of_saved_types([class_ref(type(module)) for module in modules])
-    return found
-
-
-LOGIT_SCORE_CLASS = "LogitScore"
-"""sentence-transformers' causal-LM head module: a saved model holding it is a ``logit-score`` model."""
-
-
-def family_of_saved_types(types: Sequence[str]) -> str:
-    """The family of a model made of sentence-transformers' own modules (their class paths, in order)."""
-    if any(ref.rsplit(".", 1)[-1] == LOGIT_SCORE_CLASS for ref in types):
-        return "logit-score"
-    return "sequence-classification"
+def __getattr__(name: str) -> Any:
+    """``rerank_plugins.families.resolve_family`` and ``Resolution``: deprecated aliases of their new home,
+    :mod:`rerank_plugins.resolution` (imported by name: that module imports this one)."""
+    if name in _MOVED_TO_RESOLUTION:
+        moved = f"rerank_plugins.families.{name} moved to rerank_plugins.resolution.{name}"
+        warnings.warn(moved, DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module("rerank_plugins.resolution"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,8 +10,9 @@ initialised head (a bare encoder, a sentence-transformers embedding model) is re
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rerank_plugins.families import (
     CheckpointInfo,
@@ -19,14 +20,65 @@ from rerank_plugins.families import (
     all_families,
     check_family,
     family_names,
-    family_of_class,
-    family_of_saved_types,
     get_family,
 )
 from rerank_plugins.hub import NO_HUB_OPTIONS, HubOptions
 from rerank_plugins.registry import RegistryEntry, check_preset, lookup
 
+if TYPE_CHECKING:
+    from torch import nn
+
 logger = logging.getLogger(__name__)
+
+
+# -- which family a loaded or saved model's modules belong to ------------------------------------------------
+def class_ref(cls: type) -> str:
+    """``"package.module.Class"``: how ``modules.json`` names a module class."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def module_classes() -> dict[str, type[nn.Module]]:
+    """``"package.module.Class"`` -> class, for every module class a family's saved models may hold."""
+    return {class_ref(cls): cls for spec in all_families() for cls in spec.saved_classes}
+
+
+def family_of_class(ref: str) -> str | None:
+    """The family whose saved models hold the module class ``ref`` (None: no family's)."""
+    for spec in all_families():
+        if ref in {class_ref(cls) for cls in spec.saved_classes}:
+            return spec.name
+    return None
+
+
+def family_of_modules(modules: Sequence[nn.Module]) -> str | None:
+    """The family whose classes the loaded modules are (None: none of ours, e.g. a plain ST model).
+
+    sentence-transformers' own ``Transformer`` is a causal LM's (``logit-score``) when a ``LogitScore`` reads its
+    logits, else a sequence classifier's.
+    """
+    if not len(modules):
+        return None
+    first = type(modules[0])
+    from sentence_transformers.base.modules import Transformer
+
+    found = family_of_class(class_ref(first))
+    if found is None and issubclass(first, Transformer):  # sentence-transformers' own modules
+        return family_of_saved_types([class_ref(type(module)) for module in modules])
+    return found
+
+
+LOGIT_SCORE_CLASS = "LogitScore"
+"""sentence-transformers' causal-LM head module: a saved model holding it is a ``logit-score`` model."""
+
+
+def family_of_saved_types(types: Sequence[str]) -> str:
+    """The family of a model made of sentence-transformers' own modules (their class paths, in order)."""
+    if any(ref.rsplit(".", 1)[-1] == LOGIT_SCORE_CLASS for ref in types):
+        return "logit-score"
+    return "sequence-classification"
+
+
+# -- resolution -------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -203,3 +255,15 @@ def saved_family(modules_json: list[dict[str, Any]]) -> str | None:
     if found is None and first.endswith("Transformer"):  # sentence-transformers' own modules
         return family_of_saved_types(types)
     return found
+
+
+def check_backend(resolution: Resolution, backend: Any) -> None:
+    """``backend=`` checked against the family before anything loads: an error, never PyTorch in its place."""
+    spec = resolution.spec
+    if spec is not None:
+        spec.check_backend(backend)
+    elif resolution.source == "saved" and backend != "torch":
+        raise ValueError(
+            f"backend={backend!r} needs a model of a known family; this saved model's modules belong to none. "
+            "Load it with backend='torch'."
+        )

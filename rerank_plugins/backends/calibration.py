@@ -78,7 +78,7 @@ DEFAULT_CALIBRATION_PAIRS: tuple[tuple[str, str], ...] = (
 
 def calibration_batches(module: Any, pairs: Sequence[Any], batch_size: int = 8) -> Iterator[dict[str, Any]]:
     """``module``'s collated features of ``pairs``, ``batch_size`` rows at a time (listwise: one list per query)."""
-    from rerank_plugins.scoring.base import ListRow
+    from rerank_plugins.core.requests import ListRow
 
     rows: list[Any] = [tuple(pair) for pair in pairs]
     if getattr(module, "family", "") == "listconranker":

@@ -26,7 +26,7 @@ from typing import Any
 
 from rerank_plugins.cli.commands import cmd_evaluate, cmd_rank, cmd_tiny_model, register_evaluate
 from rerank_plugins.cli.loading import CommandError, load_model, quiet_loading
-from rerank_plugins.cli.options import CommandParser, _add_model_arguments, _add_window_arguments, _positive_int
+from rerank_plugins.cli.options import CommandParser, add_model_arguments, add_window_arguments, positive_int
 from rerank_plugins.cli.rerank_run import cmd_rerank_run, register_rerank_run
 from rerank_plugins.cli.serve import register as register_serve
 
@@ -53,12 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     rank = commands.add_parser("rank", help="rank documents for one query")
-    _add_model_arguments(rank)
+    add_model_arguments(rank)
     rank.add_argument("--query", required=True)
     rank.add_argument("documents", nargs="+", metavar="DOC")
-    rank.add_argument("--top-k", type=_positive_int, help="print only the best K")
+    rank.add_argument("--top-k", type=positive_int, help="print only the best K")
     rank.add_argument("--iterative", action="store_true", help="ListConRanker's iterative inference")
-    _add_window_arguments(rank)
+    add_window_arguments(rank)
     rank.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rank.set_defaults(handler=cmd_rank)
 

@@ -11,13 +11,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from rerank_plugins.cli.loading import CommandError, quiet_loading
-from rerank_plugins.cli.options import _check_window_arguments, _load, _rank_options
+from rerank_plugins.cli.options import check_window_arguments, load_from_flags, rank_options_from_flags
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    _check_window_arguments(args)
-    model = _load(args)
-    options = _rank_options(args)
+    check_window_arguments(args)
+    model = load_from_flags(args)
+    options = rank_options_from_flags(args)
     results = model.rank(args.query, args.documents, top_k=args.top_k, batch_size=args.batch_size, **options)
     if args.json:
         rows = [

@@ -42,7 +42,7 @@ class CommandParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -52,7 +52,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _non_negative_float(text: str) -> float:
+def non_negative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -72,17 +72,17 @@ def _family(text: str) -> str:
     return text
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="hub id or local directory")
     parser.add_argument("--family", type=_family, help="force a scoring family (e.g. monot5; see docs/cli.md)")
     parser.add_argument("--preset", help="registry id whose settings to apply to a local copy")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: the best available)")
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         help="inputs per forward pass (default: 32 on a CPU; on a GPU, as many as fit a token budget)",
     )
-    parser.add_argument("--max-length", type=_positive_int, help="tokens per input (default: the model's)")
+    parser.add_argument("--max-length", type=positive_int, help="tokens per input (default: the model's)")
     add_backend_arguments(parser)
     parser.add_argument(
         "--verbose", action="store_true", help="show the libraries' loading output (progress bars, load reports)"
@@ -105,7 +105,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def model_kwargs_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     """``CrossEncoder`` keyword arguments from the flags (``--int8`` on torch is ``quantize_int8`` after loading)."""
     kwargs: dict[str, Any] = {"backend": args.backend}
     if args.int8 and args.backend != "torch":
@@ -117,25 +117,25 @@ def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-def _load(args: argparse.Namespace) -> Any:
+def load_from_flags(args: argparse.Namespace) -> Any:
     torch_int8 = args.int8 and args.backend == "torch"
     return load_model(
-        args.model, args.family, args.preset, verbose=args.verbose, int8=torch_int8, **_model_kwargs(args)
+        args.model, args.family, args.preset, verbose=args.verbose, int8=torch_int8, **model_kwargs_from_flags(args)
     )
 
 
 # -- options shared by rank and rerank-run ----------------------------------------------------------------------
-def _add_window_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--window-size", type=_positive_int, help="score long documents in windows of this many tokens")
+def add_window_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window-size", type=positive_int, help="score long documents in windows of this many tokens")
     parser.add_argument(
-        "--window-stride", type=_positive_int, help="tokens between window starts (default: half the size)"
+        "--window-stride", type=positive_int, help="tokens between window starts (default: half the size)"
     )
     parser.add_argument(
         "--aggregate", choices=("max", "first", "mean"), default="max", help="window scores -> document score"
     )
 
 
-def _check_window_arguments(args: argparse.Namespace) -> None:
+def check_window_arguments(args: argparse.Namespace) -> None:
     """Window flags that cannot work, refused before any file is read (``Window`` itself needs torch)."""
     if args.window_size is None:
         if args.window_stride is not None:
@@ -146,7 +146,7 @@ def _check_window_arguments(args: argparse.Namespace) -> None:
         raise CommandError(f"--window-stride {args.window_stride} is larger than --window-size {args.window_size}")
 
 
-def _rank_options(args: argparse.Namespace) -> dict[str, Any]:
+def rank_options_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     """``rank`` options from the flags: ``iterative`` and the long-document ``window``."""
     options: dict[str, Any] = {"iterative": True} if args.iterative else {}
     if args.window_size:

@@ -12,14 +12,14 @@ from typing import Any
 
 from rerank_plugins.cli.loading import CommandError, check_device, check_model_source
 from rerank_plugins.cli.options import (
-    _add_model_arguments,
-    _add_window_arguments,
-    _check_window_arguments,
-    _load,
-    _model_kwargs,
-    _non_negative_float,
-    _positive_int,
-    _rank_options,
+    add_model_arguments,
+    add_window_arguments,
+    check_window_arguments,
+    load_from_flags,
+    model_kwargs_from_flags,
+    non_negative_float,
+    positive_int,
+    rank_options_from_flags,
 )
 
 
@@ -80,7 +80,7 @@ def _read_jobs(args: argparse.Namespace) -> list[Any]:
 def _local_results(args: argparse.Namespace, jobs: list[Any], rank_kwargs: dict[str, Any]) -> Any:
     from rerank_plugins import trec
 
-    model = _load(args)
+    model = load_from_flags(args)
     if args.iterative and not model.is_listwise:
         raise CommandError(f"--iterative is ListConRanker's inference; {args.model} is {model.family!r}")
     return trec.rerank_jobs(model, jobs, batch_size=args.batch_size, **rank_kwargs)
@@ -95,12 +95,12 @@ def _ray_results(args: argparse.Namespace, jobs: list[Any], rank_kwargs: dict[st
         raise CommandError(str(error)) from error
     if args.int8 and args.backend == "torch":
         raise CommandError("--int8 with --engine ray needs --backend onnx or openvino (torch's int8 is in-process)")
-    model_kwargs = {"family": args.family, "preset": args.preset, **_model_kwargs(args)}
+    model_kwargs = {"family": args.family, "preset": args.preset, **model_kwargs_from_flags(args)}
     model_kwargs = {key: value for key, value in model_kwargs.items() if value is not None}
     try:
         listwise = ray_engine.is_listwise(args.model, model_kwargs)
     except (OSError, ValueError) as error:
-        _load(args)  # raises its one-line message
+        load_from_flags(args)  # raises its one-line message
         raise CommandError(str(error).splitlines()[0]) from error
     if args.iterative and not listwise:
         raise CommandError(f"--iterative is ListConRanker's inference; {args.model} is not listwise")
@@ -125,7 +125,7 @@ def cmd_rerank_run(args: argparse.Namespace) -> int:
     from rerank_plugins import trec
 
     try:
-        _check_window_arguments(args)
+        check_window_arguments(args)
         check_model_source(args.model)
         tag = trec.check_tag(args.tag or trec.default_tag(args.model))
         trec.check_writable(args.output)
@@ -139,7 +139,7 @@ def cmd_rerank_run(args: argparse.Namespace) -> int:
     if todo:
         if args.engine == "local":
             check_device(args.device)  # a Ray cluster's devices are the workers', not this machine's
-        rank_kwargs = _rank_options(args)
+        rank_kwargs = rank_options_from_flags(args)
         engine = _ray_results if args.engine == "ray" else _local_results
         results = engine(args, todo, rank_kwargs)
         if not _write_results(args, writer, jobs, todo, results):
@@ -192,14 +192,12 @@ def register_rerank_run(commands: Any) -> None:
         description="Re-rank the top --depth candidates of every query of a run. Finished queries are saved as "
         "they come (OUT.partial); OUT is written atomically at the end. --resume continues an interrupted run.",
     )
-    _add_model_arguments(parser)
+    add_model_arguments(parser)
     parser.add_argument("--run", required=True, metavar="IN", help="TREC run, or rank_llm-style JSON with texts")
     parser.add_argument("--topics", help="TSV qid<TAB>query (for a TREC run)")
     parser.add_argument("--corpus", help="JSONL {docid, text} or TSV docid<TAB>text, optionally .gz (for a TREC run)")
     parser.add_argument("--output", required=True, metavar="OUT", help="the re-ranked TREC run to write")
-    parser.add_argument(
-        "--depth", type=_positive_int, default=100, help="candidates re-ranked per query (default: 100)"
-    )
+    parser.add_argument("--depth", type=positive_int, default=100, help="candidates re-ranked per query (default: 100)")
     parser.add_argument(
         "--keep-tail", action="store_true", help="keep candidates below --depth after the re-ranked ones"
     )
@@ -207,10 +205,10 @@ def register_rerank_run(commands: Any) -> None:
     parser.add_argument("--resume", action="store_true", help="keep the queries already in OUT / OUT.partial")
     parser.add_argument("--skip-missing", action="store_true", help="warn about ids without text instead of failing")
     parser.add_argument("--iterative", action="store_true", help="ListConRanker's iterative inference")
-    _add_window_arguments(parser)
+    add_window_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--engine", choices=("local", "ray"), default="local", help="where to score (default: local)")
-    parser.add_argument("--concurrency", type=_positive_int, default=1, help="ray: model actors (default: 1)")
-    parser.add_argument("--num-gpus", type=_non_negative_float, default=0, help="ray: GPUs per actor (default: 0)")
+    parser.add_argument("--concurrency", type=positive_int, default=1, help="ray: model actors (default: 1)")
+    parser.add_argument("--num-gpus", type=non_negative_float, default=0, help="ray: GPUs per actor (default: 0)")
     parser.add_argument("--ray-address", help="ray: cluster to join (default: RAY_ADDRESS, else a local Ray)")
     parser.set_defaults(handler=cmd_rerank_run)

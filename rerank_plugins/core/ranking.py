@@ -31,8 +31,8 @@ from tqdm.autonotebook import tqdm
 
 from rerank_plugins.cache import request_key
 from rerank_plugins.core import batching
-from rerank_plugins.core.requests import Cancelled, Ranking, Request, RunOptions
-from rerank_plugins.scoring.base import Encoded, ListRow, encodes_rows
+from rerank_plugins.core.requests import Cancelled, ListRow, Ranking, Request, RunOptions
+from rerank_plugins.scoring.base import Encoded, encodes_rows
 from rerank_plugins.scoring.truncation import truncation_report
 from rerank_plugins.windows import aggregate, first_tokens, split_document
 

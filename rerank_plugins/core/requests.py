@@ -11,10 +11,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from rerank_plugins.checks import check_documents, check_positive
 from rerank_plugins.windows import Window
+
+
+class ListRow(NamedTuple):
+    """A listwise family's row: one query and its whole candidate list, scored together."""
+
+    query: str
+    documents: Sequence[str]
 
 
 @dataclass(frozen=True)

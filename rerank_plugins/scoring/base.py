@@ -5,7 +5,7 @@ real tokens before it batches (``rerank_plugins.core``):
 
 - ``encode(rows, prompt)`` tokenizes each row as the authors do, unpadded, and reports what it cut: one
   :class:`Encoded` per row (its token count and what ``collate`` needs). A row is a ``(query, document)``
-  pair, or for a listwise family a whole :class:`ListRow`.
+  pair, or for a listwise family a whole :class:`~rerank_plugins.core.requests.ListRow`.
 - ``collate(encoded)`` pads a batch of encoded rows into tensors; ``forward(features)`` writes
   ``features["scores"]``, the raw score of each row (of each document, for a list), before the activation.
 
@@ -22,14 +22,14 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, TypeGuard
+from typing import Any, ClassVar, TypeGuard
 
 import torch
 from sentence_transformers.base.modules import InputModule
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from rerank_plugins.backends.graph import CompiledScoring
 from rerank_plugins.backends.options import split_backend_options
+from rerank_plugins.backends.runtime import CompiledScoring
 from rerank_plugins.hub import HUB_OPTION_NAMES, HubOptions
 from rerank_plugins.resolution import FamilyMismatchError
 from rerank_plugins.scoring.truncation import cut_rows, report_truncated, truncated_rows
@@ -37,13 +37,6 @@ from rerank_plugins.scoring.truncation import cut_rows, report_truncated, trunca
 logger = logging.getLogger(__name__)
 
 Pair = Sequence[str]
-
-
-class ListRow(NamedTuple):
-    """A listwise family's row: one query and its whole candidate list, scored together."""
-
-    query: str
-    documents: Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -220,7 +213,8 @@ class ScoringModule(CompiledScoring, InputModule):
 
     # -- the two steps of preprocessing -------------------------------------------------------------------
     def encode(self, rows: Sequence[Any], prompt: str | None = None) -> list[Encoded]:
-        """Tokenize each row (a pair, or a :class:`ListRow` for a listwise family) unpadded; report what was cut."""
+        """Tokenize each row (a pair, or a :class:`~rerank_plugins.core.requests.ListRow` for a listwise family)
+        unpadded; report what was cut."""
         raise NotImplementedError
 
     def collate(self, rows: Sequence[Encoded]) -> dict[str, Any]:

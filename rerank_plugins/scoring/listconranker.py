@@ -29,12 +29,12 @@ from torch.nn import functional as F
 from transformers import AutoModel
 
 from rerank_plugins.backends.graph import EXAMPLE_PAIRS, ScoreGraph
+from rerank_plugins.core.requests import ListRow
 from rerank_plugins.families import CheckpointInfo, FamilySpec, TinyModel
 from rerank_plugins.hub import HubOptions
 from rerank_plugins.resolution import FamilyMismatchError
 from rerank_plugins.scoring.base import (
     Encoded,
-    ListRow,
     ScoringModule,
     checkpoint_architecture,
     fp32_scores,

@@ -18,8 +18,9 @@ import torch
 from sentence_transformers.base.modules import Dense, Transformer
 from torch import nn
 
-from rerank_plugins.backends.graph import CompiledScoring, ScoreGraph, run_length_chunks
+from rerank_plugins.backends.graph import ScoreGraph, run_length_chunks
 from rerank_plugins.backends.options import split_backend_options
+from rerank_plugins.backends.runtime import CompiledScoring
 from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest, TinyModel
 from rerank_plugins.hub import HubOptions
 from rerank_plugins.scoring.base import Encoded, Pair, pad_rows, position_limit

@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rerank_plugins import CrossEncoder
-from rerank_plugins.backends import graph
+from rerank_plugins.backends import runtime
 from rerank_plugins.backends.options import split_backend_options
 
 PAIRS = [
@@ -56,7 +56,7 @@ def export_as_optimum(path: Path) -> None:
 
 def test_a_file_exported_as_optimum_does_loads_as_is(classifier_copy, load_tiny, monkeypatch) -> None:
     export_as_optimum(classifier_copy)
-    monkeypatch.setattr(graph, "export_backend", lambda *a, **k: pytest.fail("exported instead of loading the file"))
+    monkeypatch.setattr(runtime, "export_backend", lambda *a, **k: pytest.fail("exported instead of loading the file"))
     model = CrossEncoder(str(classifier_copy), backend="onnx", model_kwargs={"export": False})
     np.testing.assert_allclose(raw(model), raw(load_tiny("sequence-classification")), rtol=0, atol=1e-5)
 
@@ -77,13 +77,13 @@ def test_file_name_picks_the_file_and_a_missing_one_is_an_error(classifier_copy)
 def test_export_true_exports_even_when_a_file_exists(classifier_copy, monkeypatch) -> None:
     export_as_optimum(classifier_copy)
     calls: list[str] = []
-    real = graph.export_backend
+    real = runtime.export_backend
 
     def counted(module: Any, options: Any) -> Any:
         calls.append("export")
         return real(module, options)
 
-    monkeypatch.setattr(graph, "export_backend", counted)
+    monkeypatch.setattr(runtime, "export_backend", counted)
     CrossEncoder(str(classifier_copy), backend="onnx", model_kwargs={"export": True})
     assert calls == ["export"]
 

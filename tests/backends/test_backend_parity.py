@@ -18,7 +18,7 @@ import torch
 from support import DATA, KIND_FAMILY
 
 from rerank_plugins import CrossEncoder
-from rerank_plugins.backends import graph
+from rerank_plugins.backends import runtime
 
 BACKENDS = ["onnx", "openvino"]
 SAVED_FILES = {"onnx": ["onnx/model.onnx"], "openvino": ["openvino/openvino_model.xml", "openvino/openvino_model.bin"]}
@@ -74,7 +74,7 @@ def test_saved_beside_the_model_and_reloaded_without_exporting(
     def no_export(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the saved model was exported again")
 
-    monkeypatch.setattr(graph, "export_backend", no_export)
+    monkeypatch.setattr(runtime, "export_backend", no_export)
     reloaded = CrossEncoder(str(saved), backend=backend, device="cpu")
     assert reloaded.family == model.family and reloaded[0].runtime.exported.root == saved
     np.testing.assert_allclose(

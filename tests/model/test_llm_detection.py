@@ -17,7 +17,7 @@ import torch
 from support import DOCUMENTS, QUERIES
 
 from rerank_plugins import CrossEncoder
-from rerank_plugins.families import resolve_family
+from rerank_plugins.resolution import resolve_family
 
 
 def test_an_unknown_causal_lm_is_scored_as_sentence_transformers_scores_it(tiny_paths, pairs, caplog):

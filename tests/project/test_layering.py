@@ -37,12 +37,12 @@ LAYERS: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     # what a family is (FamilySpec, resolution) and the families' modules: the maths.
-    "families": (1, ("families", "resolution", "scoring", "quantization")),
+    "families": (1, ("families", "resolution", "scoring", "quantization", "backends")),
     # the request core: the one scoring loop and the queue of concurrent requests.
     "core": (2, ("core",)),
     # the model: CrossEncoder, the package's root (which re-exports it), sentence-transformers' evaluator with a
     # listwise model, the model card that checks a trainer's data (with training.checks), loading one for a frontend.
-    "model": (3, ("cross_encoder", "", "evaluation", "model_card", "training.checks", "loading")),
+    "model": (3, ("cross_encoder", "", "evaluation", "model_card", "training.checks", "loading", "pair_requests")),
     # frontends: each turns its own input into requests.
     "frontends": (4, ("adapters", "langchain", "llama_index", "haystack", "trec", "ray", "serve")),
     # beside the frontends: training objectives and offline test models (no frontend imports them).
@@ -188,3 +188,17 @@ def test_the_import_reader_sees_what_it_must(tmp_path: Path, source: str, expect
     path.write_text(source)
     known = {"rerank_plugins.cli", "rerank_plugins.serve.options"}
     assert imports_of("rerank_plugins.serve.module", path, known) == expected
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    """A name starting with ``_`` is its module's own: another module that needs it needs a public name."""
+    found = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):
+                found += [
+                    f"{name}: from {node.module} import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    assert not found, found
