@@ -144,6 +144,14 @@ def test_a_port_in_use_is_one_line_before_any_model_loads(tiny_paths: dict[str, 
     assert done.stdout.strip().splitlines()[-1] == "[]"  # the model was never loaded
 
 
+def in_flight(url: str) -> float:
+    """The server's ``rerank_plugins_requests_in_flight`` gauge."""
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("rerank_plugins_requests_in_flight "):
+            return float(line.split()[1])
+    raise AssertionError("no rerank_plugins_requests_in_flight in /metrics")
+
+
 def test_a_server_process_drains_its_requests_on_sigterm(
     tiny_paths: dict[str, str], load_tiny: Callable, tmp_path: Path
 ) -> None:
@@ -165,7 +173,7 @@ def test_a_server_process_drains_its_requests_on_sigterm(
                 pass
             assert time.monotonic() < deadline, "the server did not come up"
             time.sleep(0.2)
-        documents = [DOCUMENTS[i % len(DOCUMENTS)] + f" {i}" for i in range(150)]
+        documents = [DOCUMENTS[i % len(DOCUMENTS)] + f" {i}" for i in range(600)]  # long enough to overlap
         answers: list[httpx.Response] = []
         body = {"query": QUERIES[0], "documents": documents}
 
@@ -176,9 +184,9 @@ def test_a_server_process_drains_its_requests_on_sigterm(
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 60
-        while "rerank_plugins_requests_in_flight 0.0" in httpx.get(f"{url}/metrics", timeout=10).text:
-            assert not answers and time.monotonic() < deadline, "no request was seen in flight"
-            time.sleep(0.01)  # until the requests are being answered
+        while in_flight(url) < len(threads):  # both connected: a connection after SIGTERM would be refused
+            assert not answers and time.monotonic() < deadline, "the requests were not seen in flight"
+            time.sleep(0.01)
         server.send_signal(signal.SIGTERM)
         for thread in threads:
             thread.join(120)
