@@ -133,17 +133,18 @@ def export_onnx(graph: ScoreGraph, example: Mapping[str, torch.Tensor], path: st
             submodule.training = training
 
 
-def run_length_chunks(runtime: Runtime, features: Mapping[str, Any]) -> torch.Tensor:
+def run_length_chunks(runtime: Runtime, features: Mapping[str, Any], *, max_tokens: int | None = None) -> torch.Tensor:
     """The runtime's output for a padded batch of ``(rows, length)`` inputs, run in chunks of similar length.
 
     Each chunk is trimmed to its longest row (``scoring.padding.length_chunks``): no work on pad tokens, and a row's
-    output does not depend on the other rows.
+    output does not depend on the other rows. ``max_tokens`` caps ``rows x width`` of a chunk (as the family's torch
+    path caps its body's activations).
     """
     from rerank_plugins.scoring.padding import length_chunks
 
     mask = features["attention_mask"]
     output: torch.Tensor | None = None
-    for rows, width in length_chunks(mask):
+    for rows, width in length_chunks(mask, max_tokens=max_tokens):
         part = runtime({name: features[name][rows, :width] for name in runtime.input_names})
         if output is None:
             output = part.new_empty((mask.shape[0], *part.shape[1:]))
