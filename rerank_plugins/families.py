@@ -55,6 +55,19 @@ class LoadRequest:
     config_kwargs: dict[str, Any] | None = None
     backend: str = "torch"
 
+    def transformer_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of sentence-transformers' ``Transformer`` for this checkpoint: it takes ``cache_dir``
+        itself, and every other hub option goes to each of its ``from_pretrained`` calls."""
+        shared = {key: value for key, value in self.hub.pretrained_kwargs().items() if key != "cache_dir"}
+        return {
+            "cache_dir": self.hub.cache_folder,
+            "model_kwargs": {**shared, **(self.model_kwargs or {})},
+            "processor_kwargs": {**shared, **(self.processor_kwargs or {})},
+            "config_kwargs": {**shared, **(self.config_kwargs or {})},
+            "backend": self.backend,
+            "tokenizer_name_or_path": self.tokenizer_name_or_path,
+        }
+
 
 class CheckpointInfo:
     """What a recogniser may look at: the checkpoint's files and its Hugging Face config (read once, lazily)."""

@@ -24,18 +24,7 @@ def build_logit_score(request: LoadRequest) -> list[nn.Module]:
     true_token, false_token = options.pop("true_token", "yes"), options.pop("false_token", "no")
     if options:
         raise ValueError(f"Unknown family_options {sorted(options)} for logit-score: use 'true_token', 'false_token'.")
-    hub = request.hub
-    shared = {key: value for key, value in hub.pretrained_kwargs().items() if key != "cache_dir"}
-    transformer = Transformer(
-        request.name_or_path,
-        transformer_task="text-generation",
-        cache_dir=hub.cache_folder,
-        model_kwargs={**shared, **(request.model_kwargs or {})},
-        processor_kwargs={**shared, **(request.processor_kwargs or {})},
-        config_kwargs={**shared, **(request.config_kwargs or {})},
-        backend=request.backend,
-        tokenizer_name_or_path=request.tokenizer_name_or_path,
-    )
+    transformer = Transformer(request.name_or_path, transformer_task="text-generation", **request.transformer_kwargs())
     tokenizer = transformer.tokenizer
     vocabulary = tokenizer.get_vocab() if tokenizer is not None else {}
     missing = [token for token in (true_token, false_token) if token not in vocabulary]

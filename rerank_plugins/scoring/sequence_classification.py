@@ -174,20 +174,12 @@ def build_sequence_classifier(request: LoadRequest) -> list[nn.Module]:
     truncation = options.pop("truncation", None)
     if options:
         raise ValueError(f"Unknown family_options {sorted(options)} for sequence classification: use 'truncation'.")
-    hub = request.hub
-    refuse_causal_lm(CheckpointInfo(request.name_or_path, hub))
-    # Transformer takes cache_dir on its own; everything else goes to every from_pretrained call.
-    shared = {key: value for key, value in hub.pretrained_kwargs().items() if key != "cache_dir"}
+    refuse_causal_lm(CheckpointInfo(request.name_or_path, request.hub))
     transformer = PairClassifier(
         request.name_or_path,
         transformer_task="sequence-classification",
-        cache_dir=hub.cache_folder,
-        model_kwargs={**shared, **(request.model_kwargs or {})},
-        processor_kwargs={**shared, **(request.processor_kwargs or {})},
-        config_kwargs={**shared, **(request.config_kwargs or {})},
-        backend=request.backend,
-        tokenizer_name_or_path=request.tokenizer_name_or_path,
         processing_kwargs={"text": {"truncation": truncation}} if truncation else None,
+        **request.transformer_kwargs(),
     )
     # The model's position table bounds max_length too (a 128-position BERT cannot take 512 tokens).
     limit = position_limit(transformer.model.config)
