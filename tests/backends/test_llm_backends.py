@@ -111,3 +111,28 @@ def test_logit_score_is_refused_on_the_backends(tiny_paths, backend) -> None:
     """An unrecognised causal LM (sentence-transformers' modules) runs on PyTorch only; its family says so at load."""
     with pytest.raises(ValueError, match=rf"logit-score family cannot run on backend='{backend}'"):
         CrossEncoder(tiny_paths["logit-score"], backend=backend)
+
+
+def test_weights_over_2gb_are_gathered_into_one_data_file(tmp_path) -> None:
+    """``torch.onnx.export`` writes the weights of a graph over 2 GB (Qwen3-Reranker-0.6B is 2.4 GB in fp32) one
+    file per tensor; they are gathered into ``model.onnx_data``, the companion file that save and load carry."""
+    import onnxruntime as ort
+
+    from rerank_plugins.backends.graph import ScoreGraph, export_onnx, gather_external_data
+    from rerank_plugins.backends.options import companion_files
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
+    path = tmp_path / "onnx" / "model.onnx"
+    export_onnx(ScoreGraph(module, ("x",), "scores", {"x": {0: "batch"}}), {"x": torch.randn(2, 8)}, path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx"]  # small: one file, as before
+    # the layout of the exporter over 2 GB: each weight in its own file, named after the tensor
+    onnx.save_model(onnx.load(str(path)), str(path), save_as_external_data=True, all_tensors_to_one_file=False,
+                    size_threshold=0)  # fmt: skip
+    assert len(list(path.parent.iterdir())) > 2
+    gather_external_data(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx", "model.onnx_data"]
+    assert "onnx/model.onnx_data" in companion_files("onnx", "onnx/model.onnx")
+    x = torch.randn(5, 8)
+    (got,) = ort.InferenceSession(str(path)).run(None, {"x": x.numpy()})
+    np.testing.assert_allclose(got, module(x).detach().numpy(), rtol=0, atol=1e-6)
