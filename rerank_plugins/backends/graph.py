@@ -131,19 +131,50 @@ def export_onnx(graph: ScoreGraph, example: Mapping[str, torch.Tensor], path: st
     finally:
         for submodule, training in states.items():
             submodule.training = training
+    gather_external_data(Path(path))
 
 
-def run_length_chunks(runtime: Runtime, features: Mapping[str, Any]) -> torch.Tensor:
+def gather_external_data(path: Path) -> None:
+    """An exported graph over 2 GB with its weights in one ``<file>_data`` beside it (sentence-transformers' and
+    Optimum's layout, which :func:`~rerank_plugins.backends.options.companion_files` saves and fetches).
+
+    ``torch.onnx.export`` writes such a graph's weights one file per tensor, named after the tensor; a saved model
+    would lose them (an LLM reranker of 0.6B parameters is 2.4 GB in fp32). Smaller graphs are left as they are.
+    """
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    header = onnx.load(str(path), load_external_data=False)
+    written = {
+        entry.value
+        for tensor in header.graph.initializer
+        if uses_external_data(tensor)
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    if not written:
+        return
+    model = onnx.load(str(path))  # the weights, read back from their files
+    (path.parent / f"{path.name}_data").unlink(missing_ok=True)  # onnx appends to an existing data file
+    onnx.save_model(
+        model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=f"{path.name}_data"
+    )
+    for name in written - {f"{path.name}_data"}:
+        (path.parent / name).unlink(missing_ok=True)
+
+
+def run_length_chunks(runtime: Runtime, features: Mapping[str, Any], *, max_tokens: int | None = None) -> torch.Tensor:
     """The runtime's output for a padded batch of ``(rows, length)`` inputs, run in chunks of similar length.
 
     Each chunk is trimmed to its longest row (``scoring.padding.length_chunks``): no work on pad tokens, and a row's
-    output does not depend on the other rows.
+    output does not depend on the other rows. ``max_tokens`` caps ``rows x width`` of a chunk (as the family's torch
+    path caps its body's activations).
     """
     from rerank_plugins.scoring.padding import length_chunks
 
     mask = features["attention_mask"]
     output: torch.Tensor | None = None
-    for rows, width in length_chunks(mask):
+    for rows, width in length_chunks(mask, max_tokens=max_tokens):
         part = runtime({name: features[name][rows, :width] for name in runtime.input_names})
         if output is None:
             output = part.new_empty((mask.shape[0], *part.shape[1:]))

@@ -58,7 +58,17 @@ def quantize_dynamic_int8(source: Path, target: Path, config: str) -> None:
         reduce_range=False,
         weight_type=getattr(QuantType, DYNAMIC_INT8_WEIGHTS[config]),
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        use_external_data_format=has_external_data(source),  # a graph over 2 GB: the int8 one may be too
     )
+
+
+def has_external_data(path: Path) -> bool:
+    """True when the exported graph keeps its weights in files beside it (graphs over 2 GB)."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    header = onnx.load(str(path), load_external_data=False)
+    return any(uses_external_data(tensor) for tensor in header.graph.initializer)
 
 
 def optimize_onnx(source: Path, target: Path, level: str, model_type: str) -> None:

@@ -10,6 +10,9 @@ The same numbers, without the vocabulary-wide product or its memory.
 Rows are padded on the right (pads come after every real token, so causal attention never lets a real token see
 one) and positions count from each row's first token, so a row scores the same alone, in any batch, and padded on
 either side. The body runs in chunks of similar length (``padding.length_chunks``): no work on pad tokens.
+
+On ONNX Runtime and OpenVINO the exported graph is the same computation (:class:`AnswerTokenGraph`): ids and mask
+in, the raw score out, with the answer rows as constants of the graph; no full-vocabulary logits are exported.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 from transformers import AutoModelForCausalLM
 
+from rerank_plugins.backends.graph import ScoreGraph, run_length_chunks
 from rerank_plugins.scoring.base import Encoded, ScoringModule, fp32_scores, pad_rows
 from rerank_plugins.scoring.padding import length_chunks
 from rerank_plugins.scoring.truncation import untruncated
@@ -89,7 +94,17 @@ class AnswerTokenScore(ScoringModule):
         input_ids, attention_mask = pad_rows([row.data for row in rows], self.pad_id(), "right")
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
+    def score_graph(self) -> ScoreGraph:
+        """The body to each row's last real token, then only the answer rows of the LM head: ids, mask -> score."""
+        axes = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"}}
+        graph = AnswerTokenGraph(self)
+        return ScoreGraph(graph, ("input_ids", "attention_mask"), "scores", {**axes, "scores": {0: "batch"}})
+
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if self.runtime is not None:  # the exported graph, in length chunks of at most max_chunk_tokens tokens
+            scores = run_length_chunks(self.runtime, features, max_tokens=self.max_chunk_tokens)
+            features["scores"] = fp32_scores(scores)
+            return features
         input_ids, attention_mask = features["input_ids"], features["attention_mask"]
         scores = torch.empty(input_ids.shape[0], dtype=torch.float32, device=input_ids.device)
         for rows, width in length_chunks(attention_mask, max_tokens=self.max_chunk_tokens):
@@ -124,6 +139,17 @@ class AnswerTokenScore(ScoringModule):
         if cap:  # Gemma-2 caps every logit before the softmax: cap each one read, as the full head would
             logits = torch.tanh(logits / cap) * cap
         return logits[:, 0] - logits[:, 1] if logits.shape[1] == 2 else logits[:, 0]
+
+
+class AnswerTokenGraph(nn.Module):
+    """:meth:`AnswerTokenScore.last_token_scores` as a module of ``(input_ids, attention_mask)``, for export."""
+
+    def __init__(self, score: AnswerTokenScore) -> None:
+        super().__init__()
+        self.score = score
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.score.last_token_scores(input_ids, attention_mask)
 
 
 def causal_lm_int8_targets(model: Any) -> list[torch.nn.Module]:

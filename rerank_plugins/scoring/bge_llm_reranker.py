@@ -100,6 +100,7 @@ FAMILY = FamilySpec(
     module=BgeLLMRerankerScore,
     activation="identity",  # FlagEmbedding returns the raw logit unless normalize=True (see default_activation)
     int8_targets=causal_lm_int8_targets,
+    backends=("torch", "onnx", "openvino"),
     tiny_models=(
         TinyModel(
             "bge-llm-reranker",

@@ -126,6 +126,7 @@ FAMILY = FamilySpec(
     module=MxbaiRerankV2Score,
     activation="identity",  # the package returns the raw margin unless normalize=True (see default_activation)
     int8_targets=causal_lm_int8_targets,
+    backends=("torch", "onnx", "openvino"),
     tiny_models=(
         TinyModel(
             "mxbai-rerank-v2",

@@ -78,6 +78,7 @@ FAMILY = FamilySpec(
     module=Qwen3RerankerScore,
     activation="sigmoid",  # sigmoid(logit(yes) - logit(no)) = softmax over [no, yes]: the card's P(yes)
     int8_targets=causal_lm_int8_targets,
+    backends=("torch", "onnx", "openvino"),
     tiny_models=(
         TinyModel(
             "qwen3-reranker",

@@ -48,11 +48,26 @@ def test_a_family_must_declare_torch() -> None:
         FamilySpec("no-torch-test", module=TorchOnlyScore, backends=("onnx",))
 
 
+TORCH_ONLY_BUILT_IN = {"logit-score"}
+
+
 def test_every_built_in_family_runs_both_backends() -> None:
-    """The built-in families all export their score graph (tests/backends/test_backend_parity.py checks the scores)."""
+    """The built-in families export their score graph (tests/backends/test_backend_parity.py checks the scores),
+    all but ``logit-score``, which runs on PyTorch only.
+
+    ``logit-score`` is sentence-transformers' own ``Transformer`` + ``LogitScore`` for a causal LM no family
+    recognises, kept so that the drop-in scores such a model exactly as sentence-transformers does: its
+    tokenization (left padding, the chat template) and its forward are the library's, not a score graph of ours,
+    and sentence-transformers' own ONNX/OpenVINO path for it is Optimum's full-vocabulary causal LM (Optimum is no
+    dependency here). A published causal-LM reranker runs on the backends through its own family (``family=`` or
+    ``preset=``); test_llm_backends.py checks that ``logit-score`` is refused at load.
+    """
     from rerank_plugins.families import all_families
     from rerank_plugins.registry import BUILTIN_FAMILIES
 
+    assert set(BUILTIN_FAMILIES) >= TORCH_ONLY_BUILT_IN
     for spec in all_families():
-        if spec.name in BUILTIN_FAMILIES:
+        if spec.name in TORCH_ONLY_BUILT_IN:
+            assert spec.backends == ("torch",), spec.name
+        elif spec.name in BUILTIN_FAMILIES:
             assert set(spec.backends) == {"torch", "onnx", "openvino"}, spec.name
