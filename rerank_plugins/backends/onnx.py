@@ -94,3 +94,19 @@ def optimize_onnx(source: Path, target: Path, level: str, model_type: str) -> No
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     optimized.save_model_to_file(str(target))
+    check_runs_on_cpu(target, level)
+
+
+def check_runs_on_cpu(path: Path, level: str) -> None:
+    """An optimised graph whose fused operators this ONNX Runtime cannot run on a CPU is a ``ValueError`` now, not
+    a file that fails at load: T5's O2 fusions (``RelativePositionBias``) have no CPU kernel in older releases."""
+    ort = import_backend("onnx")
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types (NOT_IMPLEMENTED, ...)
+        path.unlink(missing_ok=True)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{level} fuses operators that ONNX Runtime {ort.__version__} cannot run on a CPU ({reason}). Use "
+            "optimization_config='O1', or a newer onnxruntime."
+        ) from error

@@ -25,6 +25,9 @@ from rerank_plugins.testing import tiny_models
 BACKENDS = ["onnx", "openvino"]
 EXPORTED_KINDS = [kind for kind, (spec, _) in tiny_models().items() if set(BACKENDS) <= set(spec.backends)]
 """The tiny-model kinds whose family runs both backends."""
+TOLERANCE = {"onnx": 1e-5, "openvino": 1e-4}
+"""fp32 against torch: OpenVINO 2024.4 (the floor) computes monoT5's raw margin to 9.7e-5 with the fp32 hint,
+within the 1e-4 the backends promise; 2026.4 and ONNX Runtime stay below 1e-5."""
 SAVED_FILES = {"onnx": ["onnx/model.onnx"], "openvino": ["openvino/openvino_model.xml", "openvino/openvino_model.bin"]}
 
 
@@ -63,7 +66,7 @@ def test_scores_equal_torch(exported, load_tiny, dl19_pairs, kind, backend) -> N
     assert model.backend == backend and model[0].runtime.backend == backend
     expected = raw_scores(load_tiny(kind), dl19_pairs)
     assert np.ptp(expected) > 1e-2  # the scores differ between pairs: a wrong graph could not pass
-    np.testing.assert_allclose(raw_scores(model, dl19_pairs), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(raw_scores(model, dl19_pairs), expected, rtol=0, atol=TOLERANCE[backend])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -82,7 +85,7 @@ def test_saved_beside_the_model_and_reloaded_without_exporting(
     reloaded = CrossEncoder(str(saved), backend=backend, device="cpu")
     assert reloaded.family == model.family and reloaded[0].runtime.exported.root == saved
     np.testing.assert_allclose(
-        raw_scores(reloaded, dl19_pairs), raw_scores(load_tiny(kind), dl19_pairs), rtol=0, atol=1e-5
+        raw_scores(reloaded, dl19_pairs), raw_scores(load_tiny(kind), dl19_pairs), rtol=0, atol=TOLERANCE[backend]
     )
 
 

@@ -56,19 +56,34 @@ def test_the_helpers_are_importable_from_the_package() -> None:
         assert callable(getattr(rerank_plugins, name)) and name in rerank_plugins.__all__
 
 
+def onnxruntime_fuses_t5_for_gpu_only() -> bool:
+    """onnxruntime 1.19.2 (the floor) fuses T5's attention at O2 into ``RelativePositionBias``, which has no CPU
+    kernel there; 1.32.0 writes a graph the CPU runs (both measured: the two versions CI tests)."""
+    import onnxruntime as ort
+    from packaging.version import Version
+
+    return Version(ort.__version__) <= Version("1.19.2")
+
+
 @pytest.mark.parametrize("kind", list(FAMILY))
 def test_onnx_helpers_write_beside_the_model_and_load_by_file_name(copy_of, load_tiny, kind) -> None:
     path = copy_of(kind)
     model = CrossEncoder(path, family=FAMILY[kind], backend="onnx")
     fp32 = raw(load_tiny(kind))
-    export_optimized_onnx_model(model, "O2", path)
+    if kind == "monot5" and onnxruntime_fuses_t5_for_gpu_only():
+        # T5's O2 fusions need a kernel this onnxruntime lacks on a CPU (1.19): a clear error, and no file.
+        with pytest.raises(ValueError, match=r"cannot run on a CPU.*O1"):
+            export_optimized_onnx_model(model, "O2", path)
+        optimized_files = []
+    else:
+        export_optimized_onnx_model(model, "O2", path)
+        optimized_files = ["model_O2.onnx"]
+        optimized = CrossEncoder(
+            path, family=FAMILY[kind], backend="onnx", model_kwargs={"file_name": "onnx/model_O2.onnx"}
+        )
+        np.testing.assert_allclose(raw(optimized), fp32, rtol=0, atol=1e-5)
     export_dynamic_quantized_onnx_model(model, "avx512_vnni", path)
-    assert sorted(p.name for p in (Path(path) / "onnx").iterdir()) == ["model_O2.onnx", "model_qint8_avx512_vnni.onnx"]
-
-    optimized = CrossEncoder(
-        path, family=FAMILY[kind], backend="onnx", model_kwargs={"file_name": "onnx/model_O2.onnx"}
-    )
-    np.testing.assert_allclose(raw(optimized), fp32, rtol=0, atol=1e-5)
+    assert sorted(p.name for p in (Path(path) / "onnx").iterdir()) == [*optimized_files, "model_qint8_avx512_vnni.onnx"]
 
     int8_file = "onnx/model_qint8_avx512_vnni.onnx"
     operators = {node.op_type for node in onnx.load(str(Path(path) / int8_file)).graph.node}
