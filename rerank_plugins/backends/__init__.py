@@ -1,4 +1,4 @@
-"""ONNX Runtime and OpenVINO backends for every family: ``CrossEncoder(..., backend="onnx" | "openvino")``.
+"""ONNX Runtime and OpenVINO backends for every built-in family but ``logit-score``: ``CrossEncoder(..., backend=...)``.
 
 Each family module exposes its score computation as an exportable torch module (its *score graph*,
 :class:`~rerank_plugins.backends.graph.ScoreGraph`); a backend exports it once (``torch.onnx.export``; OpenVINO
