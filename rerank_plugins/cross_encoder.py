@@ -13,6 +13,7 @@ the family module's ``encode`` / ``collate`` / ``forward`` -> the tensor maths.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -47,6 +48,12 @@ from rerank_plugins.scoring.sequence_classification import LabelMargin
 from rerank_plugins.windows import Window, as_window
 
 logger = logging.getLogger(__name__)
+
+LOADING = threading.RLock()
+"""Held while a model's modules load. transformers' ``from_pretrained`` swaps process-wide functions while it loads
+(``no_init_weights`` replaces torch's init functions and ``PreTrainedModel.init_weights``, which ties weights, and
+puts them back afterwards): two loads in two threads can put back each other's stand-ins, and every later load in
+the process then lacks its tied weights. Our loads take turns."""
 
 
 class CrossEncoder(STCrossEncoder):
@@ -106,7 +113,8 @@ class CrossEncoder(STCrossEncoder):
             object.__setattr__(self, "_family_options", {**(entry.options if entry else {}), **(family_options or {})})
             object.__setattr__(self, "_extra_module_classes", {})
             try:
-                super().__init__(model_name_or_path, **kwargs)
+                with LOADING:
+                    super().__init__(model_name_or_path, **kwargs)
             except FamilyMismatchError as error:
                 raise error.chosen(resolution) from None
         self.verbose = verbose  # loads and saves show the libraries' progress bars and load reports

@@ -414,7 +414,10 @@ def test_loading_and_saving_are_quiet_in_python_unless_verbose(kind, tiny_paths,
 
 def test_quiet_loads_in_threads_restore_the_bars(tiny_paths):
     """The bars are off while any quiet load runs, in any thread, and back when the last one ends."""
+    from transformers import PreTrainedModel
     from transformers.utils import logging as hf_logging
+
+    init_weights, normal = PreTrainedModel.init_weights, torch.nn.init.normal_
 
     with warnings.catch_warnings():  # the hub's bars stay off under HF_HUB_DISABLE_PROGRESS_BARS, and say so
         warnings.simplefilter("ignore", UserWarning)
@@ -429,6 +432,10 @@ def test_quiet_loads_in_threads_restore_the_bars(tiny_paths):
         for thread in threads:
             thread.join(timeout=300)
         assert hf_logging.is_progress_bar_enabled()
+        # transformers' loading stand-ins are all put back (concurrent loads could leave them, untying every
+        # later model's weights), and a model loads whole after them
+        assert PreTrainedModel.init_weights is init_weights and torch.nn.init.normal_ is normal
+        CrossEncoder(tiny_paths["monot5"], device="cpu")
     finally:
         hf_logging.disable_progress_bar()  # as conftest set it
 
