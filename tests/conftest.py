@@ -28,6 +28,17 @@ from rerank_plugins.testing import build_tiny_model
 hf_logging.disable_progress_bar()
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core machine: one torch thread is much faster than contended threads."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """kind -> directory of a tiny random model of that kind (see ``rerank_plugins.testing``)."""

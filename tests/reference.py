@@ -21,13 +21,14 @@ from transformers import (
 
 
 @torch.no_grad()
-def monot5_scores(path: str, pairs: list[tuple[str, str]], max_length: int = 512) -> list[float]:
-    """InRanker: exp(log_softmax(logits[false, true])[1]) at the first decoder step."""
+def monot5_first_step(path: str, pairs: list[tuple[str, str]], max_length: int = 512) -> list[tuple[float, float]]:
+    """castorini's monoT5 input, one pair at a time: (logit of ``▁false``, logit of ``▁true``) at the first decoder
+    step, read from the full vocabulary's logits as the authors' code does."""
     model = AutoModelForSeq2SeqLM.from_pretrained(path).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     vocab = tokenizer.get_vocab()
     false_id, true_id = vocab["▁false"], vocab["▁true"]
-    scores = []
+    logits_of_pairs = []
     for query, document in pairs:
         enc = tokenizer(
             [f"Query: {query} Document: {document} Relevant:"],
@@ -36,30 +37,23 @@ def monot5_scores(path: str, pairs: list[tuple[str, str]], max_length: int = 512
             return_tensors="pt",
         )
         start = torch.full((1, 1), model.config.decoder_start_token_id, dtype=torch.long)
-        logits = model(**enc, decoder_input_ids=start).logits[:, 0, :]  # all 32k (here: tiny) columns
-        two = torch.log_softmax(logits[:, [false_id, true_id]], dim=-1)
-        scores.append(float(torch.exp(two[0, 1])))
+        logits = model(**enc, decoder_input_ids=start).logits[0, 0]  # all 32k (here: tiny) columns
+        logits_of_pairs.append((float(logits[false_id]), float(logits[true_id])))
+    return logits_of_pairs
+
+
+def monot5_scores(path: str, pairs: list[tuple[str, str]], max_length: int = 512) -> list[float]:
+    """InRanker: exp(log_softmax(logits[false, true])[1]) at the first decoder step."""
+    scores = []
+    for false, true in monot5_first_step(path, pairs, max_length):
+        two = torch.log_softmax(torch.tensor([false, true]), dim=-1)
+        scores.append(float(torch.exp(two[1])))
     return scores
 
 
-@torch.no_grad()
 def monot5_logits(path: str, pairs: list[tuple[str, str]], max_length: int = 512) -> list[float]:
     """monoT5's raw score: logit(true) - logit(false) at the first decoder step (its sigmoid is P(true))."""
-    model = AutoModelForSeq2SeqLM.from_pretrained(path).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    vocab = tokenizer.get_vocab()
-    scores = []
-    for query, document in pairs:
-        enc = tokenizer(
-            [f"Query: {query} Document: {document} Relevant:"],
-            truncation="longest_first",
-            max_length=max_length,
-            return_tensors="pt",
-        )
-        start = torch.full((1, 1), model.config.decoder_start_token_id, dtype=torch.long)
-        logits = model(**enc, decoder_input_ids=start).logits[0, 0]
-        scores.append(float(logits[vocab["▁true"]] - logits[vocab["▁false"]]))
-    return scores
+    return [true - false for false, true in monot5_first_step(path, pairs, max_length)]
 
 
 @torch.no_grad()

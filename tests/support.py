@@ -42,6 +42,21 @@ DOCUMENTS = [
     "Berlin had a population of 3,520,031 in 2019 and is known for its museums.",
 ]
 
+# Four queries with one relevant and one irrelevant passage each: the training tests' data.
+TRAINING_QUERIES = ["what is the capital of france", "how do vaccines work", "who wrote the novel", "what causes rain"]
+TRAINING_POSITIVES = [
+    "Paris is the capital and largest city of France.",
+    "Vaccines train the immune system to recognise a pathogen.",
+    "Harper Lee wrote the novel in 1960; it won the Pulitzer Prize.",
+    "Rain forms when water vapour condenses into droplets.",
+]
+TRAINING_NEGATIVES = [
+    "The recipe needs flour, sugar, eggs and butter.",
+    "The stock market fell sharply on Monday.",
+    "Berlin had a population of 3,520,031 in 2019.",
+    "The mitochondria is the powerhouse of the cell.",
+]
+
 # kind -> the family= that loads it (None: detected from the checkpoint itself), from the families' own tiny models
 KIND_FAMILY: dict[str, str | None] = {
     kind: None if model.detected else spec.name for kind, (spec, model) in tiny_models().items()

@@ -8,7 +8,6 @@ the padding side, the prompt and the truncation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -28,13 +27,7 @@ FAMILIES = ("qwen3-reranker", "mxbai-rerank-v2", "bge-llm-reranker")
 SHORT = {"qwen3-reranker": 180, "mxbai-rerank-v2": 48, "bge-llm-reranker": 24}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine: one thread is much faster than contended threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def all_pairs() -> list[tuple[str, str]]:

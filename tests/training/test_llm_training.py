@@ -7,7 +7,7 @@ reload with identical scores, in rerank-plugins and in plain sentence-transforme
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,9 @@ from datasets import Dataset
 from sentence_transformers import CrossEncoder as STCrossEncoder
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+from support import TRAINING_NEGATIVES as NEGATIVES
+from support import TRAINING_POSITIVES as POSITIVES
+from support import TRAINING_QUERIES as QUERIES
 from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -26,29 +29,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from rerank_plugins import CrossEncoder
 from rerank_plugins.training import AnswerTokenCrossEntropyLoss, GroupedSoftmaxLoss
 
-QUERIES = ["what is the capital of france", "how do vaccines work", "who wrote the novel", "what causes rain"]
-POSITIVES = [
-    "Paris is the capital and largest city of France.",
-    "Vaccines train the immune system to recognise a pathogen.",
-    "Harper Lee wrote the novel in 1960; it won the Pulitzer Prize.",
-    "Rain forms when water vapour condenses into droplets.",
-]
-NEGATIVES = [
-    "The recipe needs flour, sugar, eggs and butter.",
-    "The stock market fell sharply on Monday.",
-    "Berlin had a population of 3,520,031 in 2019.",
-    "The mitochondria is the powerhouse of the cell.",
-]
 KINDS = ("qwen3-reranker", "mxbai-rerank-v2", "bge-llm-reranker")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine: one thread is much faster than contended threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def load(tiny_paths: dict[str, str], kind: str) -> CrossEncoder:

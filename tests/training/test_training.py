@@ -12,7 +12,7 @@ import importlib.util
 import json
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ from sentence_transformers.cross_encoder.losses import (
     MSELoss,
 )
 from support import KIND_FAMILY, import_inranker
+from support import TRAINING_NEGATIVES as NEGATIVES
+from support import TRAINING_POSITIVES as POSITIVES
+from support import TRAINING_QUERIES as QUERIES
 from torch import nn
 from torch.nn import functional as F
 
@@ -46,29 +49,10 @@ from rerank_plugins.training import (
     load_distillation_file,
 )
 
-QUERIES = ["what is the capital of france", "how do vaccines work", "who wrote the novel", "what causes rain"]
-POSITIVES = [
-    "Paris is the capital and largest city of France.",
-    "Vaccines train the immune system to recognise a pathogen.",
-    "Harper Lee wrote the novel in 1960; it won the Pulitzer Prize.",
-    "Rain forms when water vapour condenses into droplets.",
-]
-NEGATIVES = [
-    "The recipe needs flour, sugar, eggs and butter.",
-    "The stock market fell sharply on Monday.",
-    "Berlin had a population of 3,520,031 in 2019.",
-    "The mitochondria is the powerhouse of the cell.",
-]
 FAMILY_KINDS = ["sequence-classification", "monot5", "query-likelihood", "listconranker"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine: one thread is ~10x faster than contended threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def no_dropout(model: nn.Module) -> nn.Module:

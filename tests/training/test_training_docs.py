@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from support import Block, ScoreLedger, code_blocks
 
 from rerank_plugins import CrossEncoder
 
 PAGE = "docs/training.md"
 BLOCKS = [block for block in code_blocks(PAGE) if block.lang in {"python", "py", "bash"}]
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_page_has_tested_python_blocks() -> None:
