@@ -126,6 +126,10 @@ def ndcg_at_10(scores: list[float], docids: list[str], judged: dict[str, int]) -
     return gain / best if best > 0 else 0.0
 
 
+DYNAMIC_CONFIGS = ("avx2", "avx512")
+"""ONNX Runtime dynamic int8 with unsigned (Optimum's ``avx2``) and signed (``avx512``) weights, both run here."""
+
+
 def variants(path: Path, calibration: list[tuple[str, str]], args: argparse.Namespace) -> dict[str, Any]:
     """Name -> loaded model, each variant built the way a user would (export helpers, file_name)."""
     from rerank_plugins import (
@@ -133,7 +137,7 @@ def variants(path: Path, calibration: list[tuple[str, str]], args: argparse.Name
         export_dynamic_quantized_onnx_model,
         export_static_quantized_openvino_model,
     )
-    from rerank_plugins.backends.options import cpu_int8_config, int8_file
+    from rerank_plugins.backends.options import dynamic_int8_file
     from rerank_plugins.quantization import quantize_int8
 
     work = args.models_dir / f"{path.name}-exported"
@@ -145,10 +149,14 @@ def variants(path: Path, calibration: list[tuple[str, str]], args: argparse.Name
     onnx = CrossEncoder(str(work), backend="onnx", **common)
     onnx.save_pretrained(str(work))
     models["onnx fp32"] = onnx
-    export_dynamic_quantized_onnx_model(onnx, cpu_int8_config(), str(work))
-    models[f"onnx int8 dynamic ({cpu_int8_config()})"] = CrossEncoder(
-        str(work), backend="onnx", model_kwargs={"file_name": int8_file("onnx")}, **common
+    models["onnx int8 dynamic (int8=True)"] = CrossEncoder(
+        str(work), backend="onnx", model_kwargs={"int8": True}, **common
     )
+    for config in DYNAMIC_CONFIGS:  # unsigned (avx2) and signed (avx512, avx512_vnni, arm64) weights, this CPU
+        export_dynamic_quantized_onnx_model(onnx, config, str(work))
+        models[f"onnx int8 dynamic ({config})"] = CrossEncoder(
+            str(work), backend="onnx", model_kwargs={"file_name": dynamic_int8_file(config)}, **common
+        )
     openvino = CrossEncoder(str(work), backend="openvino", **common)
     openvino.save_pretrained(str(work))
     models["openvino fp32"] = openvino

@@ -30,7 +30,7 @@ from transformers import AutoTokenizer, BertForSequenceClassification, BertModel
 
 from rerank_plugins.testing import build_model, save_list_head
 
-BUILD_VERSION = 2  # bump when a builder changes, so that cached models are rebuilt
+BUILD_VERSION = 3  # bump when a builder or the export changes, so that cached models and their files are rebuilt
 
 
 @dataclass(frozen=True)

@@ -97,14 +97,12 @@ def export_dynamic_quantized_onnx_model(
     the default suffix is e.g. ``qint8_avx512_vnni``). No calibration data is needed.
     """
     runtime = _runtime(model, "onnx")
-    from rerank_plugins.backends.onnx import DYNAMIC_INT8_WEIGHTS, quantize_dynamic_int8
+    from rerank_plugins.backends.onnx import quantize_dynamic_int8
+    from rerank_plugins.backends.options import dynamic_int8_file
 
-    weights = DYNAMIC_INT8_WEIGHTS.get(quantization_config, "")
-    suffix = file_suffix or f"{weights.lower()}_{quantization_config}"
+    relative = f"onnx/model_{file_suffix}.onnx" if file_suffix else dynamic_int8_file(quantization_config)
     with tempfile.TemporaryDirectory() as scratch:
-        quantize_dynamic_int8(
-            runtime.exported.path, Path(scratch) / "onnx" / f"model_{suffix}.onnx", quantization_config
-        )
+        quantize_dynamic_int8(runtime.exported.path, Path(scratch) / relative, quantization_config)
         _publish(Path(scratch), "onnx", model_name_or_path, push_to_hub, create_pr)
 
 

@@ -57,7 +57,8 @@ def quantize_dynamic_int8(source: Path, target: Path, config: str) -> None:
         per_channel=True,
         reduce_range=False,
         weight_type=getattr(QuantType, DYNAMIC_INT8_WEIGHTS[config]),
-        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        # fused operators (Attention, SkipLayerNormalization, ...) defeat ONNX's type inference: their outputs are fp32
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "DefaultTensorType": 1},
         use_external_data_format=has_external_data(source),  # a graph over 2 GB: the int8 one may be too
     )
 

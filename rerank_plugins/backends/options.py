@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import ModuleType
@@ -100,28 +101,34 @@ def split_backend_options(backend: str, model_kwargs: dict[str, Any] | None) -> 
     return options, rest
 
 
-def cpu_int8_config() -> str:
-    """Optimum's dynamic int8 configuration for this CPU: ``avx512_vnni``, ``avx512``, ``avx2`` or ``arm64``."""
+def cpu_int8_config(flags: Sequence[str] | None = None) -> str:
+    """The dynamic int8 settings ``int8=True`` uses on this CPU: Optimum's ``avx512_vnni`` or ``arm64`` (signed
+    weights) where the CPU has them, else ``avx2`` (unsigned weights). Without VNNI, ONNX Runtime multiplies unsigned
+    activations by signed weights with ``vpmaddubsw``, whose 16-bit sums saturate (docs/performance.md measures
+    what that cost), so Optimum's ``avx512`` settings are never the default. ``flags``: this CPU's, by default."""
     import platform
 
     if platform.machine().lower() in ("arm64", "aarch64"):
         return "arm64"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
-    except OSError:
-        flags = []
-    if "avx512_vnni" in flags:
-        return "avx512_vnni"
-    return "avx512" if "avx512f" in flags else "avx2"
+    if flags is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+        except OSError:
+            flags = []
+    return "avx512_vnni" if "avx512_vnni" in flags else "avx2"
+
+
+def dynamic_int8_file(config: str) -> str:
+    """Where ``export_dynamic_quantized_onnx_model(model, config, path)`` writes its file (Optimum's names)."""
+    weights = "quint8" if config == "avx2" else "qint8"
+    return f"onnx/model_{weights}_{config}.onnx"
 
 
 def int8_file(backend: str) -> str:
     """Where the export helpers put the default int8 file of ``backend`` (for this CPU, for ONNX)."""
     if backend == "onnx":
-        config = cpu_int8_config()
-        weights = "quint8" if config == "avx2" else "qint8"
-        return f"onnx/model_{weights}_{config}.onnx"
+        return dynamic_int8_file(cpu_int8_config())
     return "openvino/openvino_model_qint8_quantized.xml"
 
 

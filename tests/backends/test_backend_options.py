@@ -138,3 +138,18 @@ def test_a_missing_runtime_is_an_import_error_naming_the_extra(tiny_paths, monke
     monkeypatch.delitem(__import__("sys").modules, package, raising=False)
     with pytest.raises(ImportError, match=rf"pip install 'rerank-plugins\[{backend}\]'"):
         CrossEncoder(tiny_paths["sequence-classification"], backend=backend)
+
+
+def test_int8_weights_are_signed_only_where_the_cpu_sums_them_without_saturating(monkeypatch) -> None:
+    import platform
+
+    from rerank_plugins.backends.options import cpu_int8_config, dynamic_int8_file
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert cpu_int8_config(["avx2", "avx512f", "avx512_vnni"]) == "avx512_vnni"
+    assert cpu_int8_config(["avx2", "avx512f", "avx512bw"]) == "avx2"  # vpmaddubsw saturates: unsigned weights
+    assert cpu_int8_config(["avx2"]) == "avx2"
+    assert dynamic_int8_file("avx2") == "onnx/model_quint8_avx2.onnx"
+    assert dynamic_int8_file("avx512_vnni") == "onnx/model_qint8_avx512_vnni.onnx"
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert cpu_int8_config([]) == "arm64"

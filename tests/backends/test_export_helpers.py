@@ -135,3 +135,21 @@ def test_the_helpers_refuse_what_they_cannot_do(copy_of, load_tiny) -> None:
         export_static_quantized_openvino_model(
             CrossEncoder(path, backend="openvino"), None, path, "glue", "sst2", "train", "sentence"
         )
+
+
+def test_an_optimised_graph_quantizes(copy_of, load_tiny) -> None:
+    path = copy_of("sequence-classification")
+    export_optimized_onnx_model(CrossEncoder(path, backend="onnx"), "O2", path)
+    optimized = CrossEncoder(path, backend="onnx", model_kwargs={"file_name": "onnx/model_O2.onnx"})
+    # the fused operators (SkipLayerNormalization, ...) have no ONNX type inference: the outputs are taken as fp32
+    export_dynamic_quantized_onnx_model(optimized, "avx2", path, file_suffix="O2_quint8")
+    int8 = raw(CrossEncoder(path, backend="onnx", model_kwargs={"file_name": "onnx/model_O2_quint8.onnx"}))
+    fp32 = raw(load_tiny("sequence-classification"))
+    assert not np.allclose(int8, fp32, atol=1e-6) and spearmanr(int8, fp32).statistic > 0.5
+
+
+def test_the_export_writes_eager_attention_and_leaves_the_model_as_it_was(copy_of) -> None:
+    model = CrossEncoder(copy_of("sequence-classification"), backend="onnx")  # exported at load
+    operators = {node.op_type for node in onnx.load(str(model[0].runtime.exported.path)).graph.node}
+    assert "IsNaN" not in operators and "Softmax" in operators  # not sdpa's boolean-mask guard
+    assert model[0].model.config._attn_implementation == "sdpa"  # as loaded
