@@ -189,14 +189,17 @@ def eager_attention(module: nn.Module) -> Iterator[None]:
 
     The exporter writes ``scaled_dot_product_attention`` with a boolean mask as ``Where`` over every score plus an
     ``IsNaN`` guard, a tenth of an int8 BERT's run time on ONNX Runtime; eager attention adds a float mask instead,
-    which ONNX Runtime fuses with its matmuls.
+    which ONNX Runtime fuses with its matmuls. Gemma 2's attention logit soft-cap is not the same maths in both
+    (transformers 5.0's ``sdpa`` leaves it out), so a model with one keeps the implementation it was loaded with.
     """
     from transformers import PreTrainedModel
 
     switched = [
         submodule
         for submodule in module.modules()
-        if isinstance(submodule, PreTrainedModel) and getattr(submodule.config, "_attn_implementation", None) == "sdpa"
+        if isinstance(submodule, PreTrainedModel)
+        and getattr(submodule.config, "_attn_implementation", None) == "sdpa"
+        and getattr(submodule.config, "attn_logit_softcapping", None) is None
     ]
     for model in switched:
         model.set_attn_implementation("eager")
