@@ -187,9 +187,9 @@ def run_length_chunks(runtime: Runtime, features: Mapping[str, Any], *, max_toke
 def eager_attention(module: nn.Module) -> Iterator[None]:
     """While exporting, Hugging Face models that run ``sdpa`` attention run their ``eager`` one (the same maths).
 
-    The exporter writes ``scaled_dot_product_attention`` with a boolean mask as ``Where`` over every score plus an
-    ``IsNaN`` guard, a tenth of an int8 BERT's run time on ONNX Runtime; eager attention adds a float mask instead,
-    which ONNX Runtime fuses with its matmuls. Gemma 2's attention logit soft-cap is not the same maths in both
+    The exporter writes ``scaled_dot_product_attention`` with a boolean mask as a ``Where`` plus an ``IsNaN`` guard
+    over every score (docs/performance.md measures what they cost); eager attention adds a float mask instead, which
+    ONNX Runtime fuses with its matmuls. Gemma 2's attention logit soft-cap is not the same maths in both
     (transformers 5.0's ``sdpa`` leaves it out), so a model with one keeps the implementation it was loaded with.
     """
     from transformers import PreTrainedModel

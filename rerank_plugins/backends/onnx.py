@@ -48,6 +48,7 @@ def quantize_dynamic_int8(source: Path, target: Path, config: str) -> None:
     if config not in DYNAMIC_INT8_WEIGHTS:
         raise ValueError(f"quantization_config must be one of {sorted(DYNAMIC_INT8_WEIGHTS)}, got {config!r}.")
     import_backend("onnx")
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ def quantize_dynamic_int8(source: Path, target: Path, config: str) -> None:
         reduce_range=False,
         weight_type=getattr(QuantType, DYNAMIC_INT8_WEIGHTS[config]),
         # fused operators (Attention, SkipLayerNormalization, ...) defeat ONNX's type inference: their outputs are fp32
-        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "DefaultTensorType": 1},
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "DefaultTensorType": TensorProto.FLOAT},
         use_external_data_format=has_external_data(source),  # a graph over 2 GB: the int8 one may be too
     )
 
