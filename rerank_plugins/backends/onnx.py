@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from rerank_plugins.backends.graph import ExportedFile, Runtime
-from rerank_plugins.backends.options import BackendOptions, import_backend
+from rerank_plugins.backends.options import DYNAMIC_INT8_WEIGHTS, BackendOptions, import_backend
 
 
 class OnnxRuntime(Runtime):
@@ -36,10 +36,6 @@ class OnnxRuntime(Runtime):
         return torch.from_numpy(output)
 
 
-DYNAMIC_INT8_WEIGHTS = {"arm64": "QInt8", "avx2": "QUInt8", "avx512": "QInt8", "avx512_vnni": "QInt8"}
-"""sentence-transformers' (Optimum's) dynamic int8 configurations -> their weight type. All of them: per-channel
-symmetric weights, asymmetric uint8 activations quantized per call, full range, every operator ONNX Runtime can
-quantize dynamically."""
 OPTIMIZATION_LEVELS = ("O1", "O2", "O3", "O4")
 
 

@@ -101,6 +101,12 @@ def split_backend_options(backend: str, model_kwargs: dict[str, Any] | None) -> 
     return options, rest
 
 
+DYNAMIC_INT8_WEIGHTS = {"arm64": "QInt8", "avx2": "QUInt8", "avx512": "QInt8", "avx512_vnni": "QInt8"}
+"""sentence-transformers' (Optimum's) dynamic int8 configurations -> their weight type. All of them: per-channel
+symmetric weights, asymmetric uint8 activations quantized per call, full range, every operator ONNX Runtime can
+quantize dynamically."""
+
+
 def cpu_int8_config(flags: Sequence[str] | None = None) -> str:
     """The dynamic int8 settings ``int8=True`` uses on this CPU: Optimum's ``avx512_vnni`` or ``arm64`` (signed
     weights) where the CPU has them, else ``avx2`` (unsigned weights). Without VNNI, ONNX Runtime multiplies unsigned
@@ -121,8 +127,7 @@ def cpu_int8_config(flags: Sequence[str] | None = None) -> str:
 
 def dynamic_int8_file(config: str) -> str:
     """Where ``export_dynamic_quantized_onnx_model(model, config, path)`` writes its file (Optimum's names)."""
-    weights = "quint8" if config == "avx2" else "qint8"
-    return f"onnx/model_{weights}_{config}.onnx"
+    return f"onnx/model_{DYNAMIC_INT8_WEIGHTS.get(config, '').lower()}_{config}.onnx"
 
 
 def int8_file(backend: str) -> str:
