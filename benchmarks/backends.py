@@ -20,14 +20,21 @@ import numpy as np
 
 from benchmarks.data import Group
 
-INT8_FILES = {"onnx": "onnx/model_int8.onnx", "openvino": "openvino/openvino_model_int8.xml"}
 FP32_FILES = {"onnx": "onnx/model.onnx", "openvino": "openvino/openvino_model.xml"}
+
+
+def int8_file(backend: str) -> str:
+    """The int8 file of ``backend``: the export helper's name for this CPU's dynamic int8 settings (a new default
+    writes a new file), or the static int8 model calibrated on the benchmark's pairs."""
+    from rerank_plugins.backends.options import cpu_int8_config, dynamic_int8_file
+
+    return dynamic_int8_file(cpu_int8_config()) if backend == "onnx" else "openvino/openvino_model_int8.xml"
 
 
 def side_file(side: str) -> tuple[str, str]:
     """``(backend, file_name)`` of a side such as ``ours-openvino-int8``."""
     backend = "onnx" if "onnx" in side else "openvino"
-    return backend, (INT8_FILES if side.endswith("int8") else FP32_FILES)[backend]
+    return backend, (int8_file(backend) if side.endswith("int8") else FP32_FILES[backend])
 
 
 def backend_kwargs(side: str) -> dict[str, Any]:
@@ -42,13 +49,13 @@ def prepare(family: str, path: str, backends: list[str], int8: bool, calibration
 
     family_arg = None if family == "sequence-classification" else family
     for backend in backends:
-        fp32, int8_file = FP32_FILES[backend], INT8_FILES[backend]
+        fp32, quantized = FP32_FILES[backend], int8_file(backend)
         if not (Path(path) / fp32).exists():  # only the exported file, beside the checkpoint (no modules.json)
             CrossEncoder(path, family=family_arg, backend=backend)[0].save_backend(path)
-        if int8 and not (Path(path) / int8_file).exists():
+        if int8 and not (Path(path) / quantized).exists():
             model = CrossEncoder(path, family=family_arg, backend=backend)
             if backend == "onnx":
-                export_dynamic_quantized_onnx_model(model, cpu_int8_config(), path, file_suffix="int8")
+                export_dynamic_quantized_onnx_model(model, cpu_int8_config(), path)
             else:
                 pairs = [(query, document) for query, documents in calibration for document in documents]
                 export_static_quantized_openvino_model(model, None, path, calibration_pairs=pairs, file_suffix="int8")

@@ -93,8 +93,9 @@ def export_dynamic_quantized_onnx_model(
 ) -> None:
     """Dynamic int8 (weights int8 ahead of time, activations per call) as ``onnx/model_<suffix>.onnx``.
 
-    ``quantization_config``: ``"arm64"``, ``"avx2"``, ``"avx512"`` or ``"avx512_vnni"`` (Optimum's settings;
-    the default suffix is e.g. ``qint8_avx512_vnni``). No calibration data is needed.
+    ``quantization_config``: ``"arm64"``, ``"avx2"``, ``"avx512"`` or ``"avx512_vnni"`` (Optimum's settings; the
+    default suffix is e.g. ``qint8_avx512_vnni``), or ``"avx2_7bit"`` (7-bit signed weights, for x86 CPUs without
+    VNNI: what ``int8=True`` uses there). No calibration data is needed.
     """
     runtime = _runtime(model, "onnx")
     from rerank_plugins.backends.onnx import quantize_dynamic_int8

@@ -40,20 +40,22 @@ OPTIMIZATION_LEVELS = ("O1", "O2", "O3", "O4")
 
 
 def quantize_dynamic_int8(source: Path, target: Path, config: str) -> None:
-    """ONNX Runtime's dynamic int8 quantization of an exported graph, with the weights of ``config``."""
+    """ONNX Runtime's dynamic int8 quantization of an exported graph, with the weights of ``config``
+    (:data:`~rerank_plugins.backends.options.DYNAMIC_INT8_WEIGHTS`)."""
     if config not in DYNAMIC_INT8_WEIGHTS:
         raise ValueError(f"quantization_config must be one of {sorted(DYNAMIC_INT8_WEIGHTS)}, got {config!r}.")
     import_backend("onnx")
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    weights = DYNAMIC_INT8_WEIGHTS[config]
     target.parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(
         source,
         target,
         per_channel=True,
-        reduce_range=False,
-        weight_type=getattr(QuantType, DYNAMIC_INT8_WEIGHTS[config]),
+        reduce_range=weights.reduce_range,
+        weight_type=getattr(QuantType, weights.type),
         # fused operators (Attention, SkipLayerNormalization, ...) defeat ONNX's type inference: their outputs are fp32
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "DefaultTensorType": TensorProto.FLOAT},
         use_external_data_format=has_external_data(source),  # a graph over 2 GB: the int8 one may be too

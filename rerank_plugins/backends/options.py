@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from rerank_plugins.hub import NO_HUB_OPTIONS, HubOptions
 
@@ -101,17 +101,34 @@ def split_backend_options(backend: str, model_kwargs: dict[str, Any] | None) -> 
     return options, rest
 
 
-DYNAMIC_INT8_WEIGHTS = {"arm64": "QInt8", "avx2": "QUInt8", "avx512": "QInt8", "avx512_vnni": "QInt8"}
-"""sentence-transformers' (Optimum's) dynamic int8 configurations -> their weight type. All of them: per-channel
-symmetric weights, asymmetric uint8 activations quantized per call, full range, every operator ONNX Runtime can
-quantize dynamically."""
+class Int8Weights(NamedTuple):
+    """How a dynamic int8 configuration stores the weights: ONNX Runtime's ``QuantType`` name, and whether they use
+    7 of the 8 bits (``reduce_range``)."""
+
+    type: str
+    reduce_range: bool = False
+
+
+DYNAMIC_INT8_WEIGHTS = {
+    "arm64": Int8Weights("QInt8"),
+    "avx2": Int8Weights("QUInt8"),
+    "avx2_7bit": Int8Weights("QInt8", reduce_range=True),
+    "avx512": Int8Weights("QInt8"),
+    "avx512_vnni": Int8Weights("QInt8"),
+}
+"""Dynamic int8 configurations -> their weights. Every one: per-channel symmetric weights, asymmetric uint8
+activations quantized per call, every operator ONNX Runtime can quantize dynamically. ``arm64``, ``avx2``,
+``avx512`` and ``avx512_vnni`` are sentence-transformers' (Optimum's) names and settings. ``avx2_7bit`` is Optimum's
+``avx512`` with ``reduce_range=True``, the remedy Optimum's docstring gives for ``vpmaddubsw``: on a CPU without VNNI,
+ONNX Runtime multiplies uint8 activations by int8 weights with that instruction, whose sum of two products is a
+saturating int16; 7-bit weights keep it in range (255 x 64 x 2 < 32767), at the speed of signed weights."""
 
 
 def cpu_int8_config(flags: Sequence[str] | None = None) -> str:
-    """The dynamic int8 settings ``int8=True`` uses on this CPU: Optimum's ``avx512_vnni`` or ``arm64`` (signed
-    weights) where the CPU has them, else ``avx2`` (unsigned weights). Without VNNI, ONNX Runtime multiplies unsigned
-    activations by signed weights with ``vpmaddubsw``, whose 16-bit sums saturate (docs/performance.md measures
-    what that cost), so Optimum's ``avx512`` settings are never the default. ``flags``: this CPU's, by default."""
+    """The dynamic int8 settings ``int8=True`` uses on this CPU: ``avx512_vnni`` or ``arm64`` (8-bit signed
+    weights) where the CPU sums int8 products without saturating, else ``avx2_7bit`` (7-bit signed weights; Optimum's
+    ``avx512`` saturates there and its ``avx2`` is slower, docs/performance.md measures both). ``flags``: this CPU's,
+    by default."""
     import platform
 
     if platform.machine().lower() in ("arm64", "aarch64"):
@@ -122,12 +139,13 @@ def cpu_int8_config(flags: Sequence[str] | None = None) -> str:
                 flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
         except OSError:
             flags = []
-    return "avx512_vnni" if "avx512_vnni" in flags else "avx2"
+    return "avx512_vnni" if "avx512_vnni" in flags else "avx2_7bit"
 
 
 def dynamic_int8_file(config: str) -> str:
     """Where ``export_dynamic_quantized_onnx_model(model, config, path)`` writes its file (Optimum's names)."""
-    return f"onnx/model_{DYNAMIC_INT8_WEIGHTS.get(config, '').lower()}_{config}.onnx"
+    weights = DYNAMIC_INT8_WEIGHTS.get(config)
+    return f"onnx/model_{weights.type.lower() if weights else ''}_{config}.onnx"
 
 
 def int8_file(backend: str) -> str:

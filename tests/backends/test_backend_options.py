@@ -147,9 +147,10 @@ def test_int8_weights_are_signed_only_where_the_cpu_sums_them_without_saturating
 
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     assert cpu_int8_config(["avx2", "avx512f", "avx512_vnni"]) == "avx512_vnni"
-    assert cpu_int8_config(["avx2", "avx512f", "avx512bw"]) == "avx2"  # vpmaddubsw saturates: unsigned weights
-    assert cpu_int8_config(["avx2"]) == "avx2"
+    assert cpu_int8_config(["avx2", "avx512f", "avx512bw"]) == "avx2_7bit"  # vpmaddubsw saturates: 7-bit weights
+    assert cpu_int8_config(["avx2"]) == "avx2_7bit"
     assert dynamic_int8_file("avx2") == "onnx/model_quint8_avx2.onnx"
+    assert dynamic_int8_file("avx2_7bit") == "onnx/model_qint8_avx2_7bit.onnx"
     assert dynamic_int8_file("avx512_vnni") == "onnx/model_qint8_avx512_vnni.onnx"
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")
     assert cpu_int8_config([]) == "arm64"

@@ -104,6 +104,18 @@ def test_onnx_helpers_write_beside_the_model_and_load_by_file_name(copy_of, load
     np.testing.assert_allclose(raw(by_hand), int8, rtol=0, atol=1e-6)
 
 
+def test_7bit_int8_weights_leave_the_int16_pair_sums_room(copy_of, load_tiny) -> None:
+    # Without VNNI, ONNX Runtime sums two uint8 x int8 products in a saturating int16: |w| <= 64 keeps them exact.
+    path = copy_of("sequence-classification")
+    export_dynamic_quantized_onnx_model(CrossEncoder(path, backend="onnx"), "avx2_7bit", path)
+    graph = onnx.load(str(Path(path) / "onnx" / "model_qint8_avx2_7bit.onnx")).graph
+    weights = [onnx.numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == 64
+    int8 = raw(CrossEncoder(path, backend="onnx", model_kwargs={"file_name": "onnx/model_qint8_avx2_7bit.onnx"}))
+    fp32 = raw(load_tiny("sequence-classification"))
+    assert not np.allclose(int8, fp32, atol=1e-6) and spearmanr(int8, fp32).statistic > 0.9
+
+
 def test_static_int8_openvino_calibrates_on_the_users_pairs(copy_of, load_tiny) -> None:
     import openvino as ov
 
