@@ -86,6 +86,9 @@ class Runtime:
 
     backend: str = ""
     input_names: tuple[str, ...] = ()
+    chunk_overhead: float = 16.0
+    """The cost of one more call, in padded token slots, for ``padding.length_chunks``: a quarter of a PyTorch
+    forward's (``CPU_CHUNK_OVERHEAD``), so a batch is cut into more, tighter chunks (docs/performance.md)."""
 
     def __init__(self, exported: ExportedFile, options: BackendOptions) -> None:
         self.exported, self.options = exported, options
@@ -174,7 +177,7 @@ def run_length_chunks(runtime: Runtime, features: Mapping[str, Any], *, max_toke
 
     mask = features["attention_mask"]
     output: torch.Tensor | None = None
-    for rows, width in length_chunks(mask, max_tokens=max_tokens):
+    for rows, width in length_chunks(mask, max_tokens=max_tokens, overhead=runtime.chunk_overhead):
         part = runtime({name: features[name][rows, :width] for name in runtime.input_names})
         if output is None:
             output = part.new_empty((mask.shape[0], *part.shape[1:]))

@@ -263,7 +263,9 @@ class ListConRankerScore(ScoringModule):
         """``linear_in_embedding(mean_pool(BERT(text)))`` per row, in length-sorted chunks of at most ``chunk_size``
         rows, each trimmed to its longest row (``padding.length_chunks``: fewer pad tokens than fixed chunks)."""
         features: torch.Tensor | None = None
-        for rows, width in length_chunks(attention_mask, max_rows=chunk_size, max_tokens=chunk_tokens):
+        overhead = self.runtime.chunk_overhead if self.runtime is not None else None
+        chunks = length_chunks(attention_mask, max_rows=chunk_size, max_tokens=chunk_tokens, overhead=overhead)
+        for rows, width in chunks:
             ids, mask = input_ids[rows, :width], attention_mask[rows, :width]
             if self.runtime is not None:  # the exported encoder + pooling + linear_in
                 chunk = self.runtime({"input_ids": ids, "attention_mask": mask}).to(ids.device)
