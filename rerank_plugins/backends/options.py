@@ -143,7 +143,8 @@ def cpu_int8_config(flags: Sequence[str] | None = None) -> str:
 
 
 def dynamic_int8_file(config: str) -> str:
-    """Where ``export_dynamic_quantized_onnx_model(model, config, path)`` writes its file (Optimum's names)."""
+    """Where ``export_dynamic_quantized_onnx_model(model, config, path)`` writes its file: Optimum's pattern,
+    ``onnx/model_<weight type>_<config>.onnx``."""
     weights = DYNAMIC_INT8_WEIGHTS.get(config)
     return f"onnx/model_{weights.type.lower() if weights else ''}_{config}.onnx"
 
