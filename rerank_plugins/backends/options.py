@@ -102,8 +102,8 @@ def split_backend_options(backend: str, model_kwargs: dict[str, Any] | None) -> 
 
 
 class Int8Weights(NamedTuple):
-    """How a dynamic int8 configuration stores the weights: ONNX Runtime's ``QuantType`` name, and whether they use
-    7 of the 8 bits (``reduce_range``)."""
+    """How a dynamic int8 configuration stores the weights: ONNX Runtime's ``QuantType`` name, and whether they keep
+    to ONNX Runtime's 7-bit ``reduce_range`` (-64..64 for int8)."""
 
     type: str
     reduce_range: bool = False
