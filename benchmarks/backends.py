@@ -24,11 +24,11 @@ FP32_FILES = {"onnx": "onnx/model.onnx", "openvino": "openvino/openvino_model.xm
 
 
 def int8_file(backend: str) -> str:
-    """The int8 file of ``backend``: the export helper's name for this CPU's dynamic int8 settings (a new default
-    writes a new file), or the static int8 model calibrated on the benchmark's pairs."""
-    from rerank_plugins.backends.options import cpu_int8_config, dynamic_int8_file
+    """The int8 file of ``backend``: ONNX's is the one ``int8=True`` loads on this CPU (a new default writes a new
+    file); OpenVINO's is calibrated on the benchmark's own pairs, not the built-in ones."""
+    from rerank_plugins.backends import options
 
-    return dynamic_int8_file(cpu_int8_config()) if backend == "onnx" else "openvino/openvino_model_int8.xml"
+    return options.int8_file("onnx") if backend == "onnx" else "openvino/openvino_model_int8.xml"
 
 
 def side_file(side: str) -> tuple[str, str]:

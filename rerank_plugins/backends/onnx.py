@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from rerank_plugins.backends.graph import ExportedFile, Runtime
-from rerank_plugins.backends.options import DYNAMIC_INT8_WEIGHTS, BackendOptions, import_backend
+from rerank_plugins.backends.options import BackendOptions, dynamic_int8_weights, import_backend
 
 
 class OnnxRuntime(Runtime):
@@ -42,13 +42,11 @@ OPTIMIZATION_LEVELS = ("O1", "O2", "O3", "O4")
 def quantize_dynamic_int8(source: Path, target: Path, config: str) -> None:
     """ONNX Runtime's dynamic int8 quantization of an exported graph, with the weights of ``config``
     (:data:`~rerank_plugins.backends.options.DYNAMIC_INT8_WEIGHTS`)."""
-    if config not in DYNAMIC_INT8_WEIGHTS:
-        raise ValueError(f"quantization_config must be one of {sorted(DYNAMIC_INT8_WEIGHTS)}, got {config!r}.")
+    weights = dynamic_int8_weights(config)
     import_backend("onnx")
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    weights = DYNAMIC_INT8_WEIGHTS[config]
     target.parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(
         source,

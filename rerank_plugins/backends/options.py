@@ -142,11 +142,17 @@ def cpu_int8_config(flags: Sequence[str] | None = None) -> str:
     return "avx512_vnni" if "avx512_vnni" in flags else "avx2_7bit"
 
 
+def dynamic_int8_weights(config: str) -> Int8Weights:
+    """The weights of a dynamic int8 configuration, or a ``ValueError`` naming the configurations there are."""
+    if config not in DYNAMIC_INT8_WEIGHTS:
+        raise ValueError(f"quantization_config must be one of {sorted(DYNAMIC_INT8_WEIGHTS)}, got {config!r}.")
+    return DYNAMIC_INT8_WEIGHTS[config]
+
+
 def dynamic_int8_file(config: str) -> str:
     """Where ``export_dynamic_quantized_onnx_model(model, config, path)`` writes its file: Optimum's pattern,
     ``onnx/model_<weight type>_<config>.onnx``."""
-    weights = DYNAMIC_INT8_WEIGHTS.get(config)
-    return f"onnx/model_{weights.type.lower() if weights else ''}_{config}.onnx"
+    return f"onnx/model_{dynamic_int8_weights(config).type.lower()}_{config}.onnx"
 
 
 def int8_file(backend: str) -> str:

@@ -177,8 +177,12 @@ class QueryLikelihoodScore(ScoringModule):
         vocab = self.model.get_output_embeddings().weight.shape[0]
         max_rows = max(1, self.head_block_elements // (query_width * vocab))
         scores = torch.empty(features["input_ids"].shape[0], dtype=torch.float32)
-        mask, cap = features["attention_mask"], self.max_chunk_tokens
-        chunks = length_chunks(mask, max_tokens=cap, max_rows=max_rows, overhead=runtime.chunk_overhead)
+        chunks = length_chunks(
+            features["attention_mask"],
+            max_tokens=self.max_chunk_tokens,
+            max_rows=max_rows,
+            overhead=runtime.chunk_overhead,
+        )
         for rows, width in chunks:
             inputs = {name: features[name][rows] for name in runtime.input_names}
             inputs["input_ids"], inputs["attention_mask"] = (
