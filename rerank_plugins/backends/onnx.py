@@ -14,7 +14,9 @@ from rerank_plugins.backends.options import BackendOptions, dynamic_int8_weights
 class OnnxRuntime(Runtime):
     """An ONNX Runtime session with every graph optimisation on, as many threads as PyTorch uses.
 
-    ``InferenceSession.run`` may be called from several threads at once, so one session serves every thread.
+    ``InferenceSession.run`` may be called from several threads at once, so one session serves every thread. Its
+    worker threads stop spinning when a run returns: what comes between runs (tokenizing, ListConRanker's
+    ListTransformer in PyTorch, the caller's own work) then has the cores to itself.
     """
 
     backend = "onnx"
@@ -25,6 +27,8 @@ class OnnxRuntime(Runtime):
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.intra_op_num_threads = torch.get_num_threads()
+        # Spinning workers would keep the cores busy after each run, slowing the PyTorch work that follows.
+        session_options.add_session_config_entry("session.force_spinning_stop", "1")
         provider = options.provider or "CPUExecutionProvider"
         if provider not in ort.get_available_providers():
             raise ValueError(f"ONNX Runtime has no provider {provider!r} here: {ort.get_available_providers()}.")

@@ -107,6 +107,14 @@ def test_openvino_runs_fp32_unless_bf16_is_asked_and_keeps_the_choice(tiny_paths
         assert CrossEncoder(str(saved), backend="openvino")[0].runtime.precision == precision
 
 
+def test_onnx_runs_on_torchs_threads_which_stop_spinning_when_a_run_returns(tiny_paths) -> None:
+    # Spinning workers would take the cores from the PyTorch work between runs (ListConRanker's ListTransformer).
+    model = CrossEncoder(tiny_paths["listconranker"], family="listconranker", backend="onnx")
+    options = model[0].runtime.session.get_session_options()
+    assert options.intra_op_num_threads == torch.get_num_threads()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+
+
 def test_options_a_backend_cannot_honour_are_errors() -> None:
     with pytest.raises(ValueError, match="ov_config is an OpenVINO option"):
         split_backend_options("onnx", {"ov_config": {}})
