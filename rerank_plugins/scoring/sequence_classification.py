@@ -24,6 +24,7 @@ from rerank_plugins.backends.runtime import CompiledScoring
 from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest, TinyModel
 from rerank_plugins.hub import HubOptions
 from rerank_plugins.scoring.base import Encoded, Pair, pad_rows, position_limit
+from rerank_plugins.scoring.padding import length_chunks
 from rerank_plugins.scoring.truncation import cut_rows, report_truncated, untruncated
 from rerank_plugins.windows import first_tokens
 
@@ -94,9 +95,24 @@ class PairClassifier(CompiledScoring, Transformer):
         return tokenizer is not None and "token_type_ids" in tokenizer.model_input_names
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        if self.runtime is None:
+        """The classifier's logits as ``scores``: in length chunks when scoring (``padding.length_chunks``), in one
+        forward when training (sentence-transformers' own)."""
+        if self.runtime is not None:
+            features["scores"] = run_length_chunks(self.runtime, features)
+            return features
+        mask = features.get("attention_mask")
+        chunks = [] if self.training or mask is None else length_chunks(mask)
+        if mask is None or len(chunks) <= 1:  # training, or a batch one forward serves best (on an accelerator: all)
             return super().forward(features, **kwargs)
-        features["scores"] = run_length_chunks(self.runtime, features)
+        scores: torch.Tensor | None = None
+        for rows, width in chunks:
+            # the (rows, length) tensors trimmed to the chunk; the rest (``modality``) as they are
+            chunk = {key: value[rows, :width] if padded_like(value, mask) else value for key, value in features.items()}
+            logits = super().forward(chunk, **kwargs)["scores"]
+            if scores is None:
+                scores = logits.new_empty((mask.shape[0], *logits.shape[1:]))
+            scores[rows] = logits
+        features["scores"] = scores
         return features
 
     def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
@@ -155,6 +171,11 @@ class PairClassifier(CompiledScoring, Transformer):
         if not inputs or not isinstance(inputs[0], (list, tuple)):
             return super().preprocess(inputs, prompt=prompt, **kwargs)
         return self.collate(self.encode(inputs, prompt))
+
+
+def padded_like(value: Any, mask: torch.Tensor) -> bool:
+    """True for a tensor laid out like the attention mask (ids, token types): one row per pair, one column per token."""
+    return isinstance(value, torch.Tensor) and value.shape == mask.shape
 
 
 class ClassifierGraph(nn.Module):

@@ -74,7 +74,7 @@ def test_length_chunks_keep_left_padded_rows_whole():
 def test_listconranker_encoder_sees_at_most_batch_size_texts(load_tiny):
     model = load_tiny("listconranker")
     docs = documents(200)
-    with RowCounter(model[0].model) as counter:
+    with RowCounter(model[0].model.base_model) as counter:
         model.predict([(QUERY, d) for d in docs], batch_size=16)
     assert max(rows for rows, _ in counter.shapes) <= 16
     assert sum(rows for rows, _ in counter.shapes) == len(docs) + 1  # the query once, every document once
@@ -115,6 +115,36 @@ def test_monot5_packed_chunked_and_padded_batches_give_the_same_scores(load_tiny
     whole = model.predict(pairs, batch_size=40)
     np.testing.assert_allclose(chunked, whole, atol=1e-6, rtol=0)
     np.testing.assert_allclose(packed, whole, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["sequence-classification", "deberta"])
+def test_a_classifier_scores_in_trimmed_length_chunks_with_the_scores_of_one_padded_batch(load_tiny, monkeypatch, kind):
+    model = load_tiny(kind)
+    pairs = [(QUERY, d) for d in documents(40)]
+    with RowCounter(model[0].model.base_model) as counter:  # sentence-transformers calls the head's forward itself
+        chunked = model.predict(pairs, batch_size=40)
+    assert len(counter.shapes) > 1 and sum(rows for rows, _ in counter.shapes) == len(pairs)  # each pair once
+    widths = [width for _, width in counter.shapes]
+    assert min(widths) < max(widths)  # each chunk trimmed to its own longest pair
+    monkeypatch.setattr(padding, "CPU_CHUNK_OVERHEAD", 1e12)  # never split: sentence-transformers' one forward
+    with RowCounter(model[0].model.base_model) as counter:
+        whole = model.predict(pairs, batch_size=40)
+    assert [rows for rows, _ in counter.shapes] == [len(pairs)]
+    np.testing.assert_allclose(chunked, whole, atol=1e-6, rtol=0)
+
+
+def test_a_classifier_trains_on_the_whole_padded_batch(load_tiny):
+    model = load_tiny("sequence-classification")
+    module = model[0]
+    features = module.preprocess([(QUERY, d) for d in documents(12)])
+    module.train()
+    try:
+        with RowCounter(module.model.base_model) as counter:
+            scores = module(features)["scores"]
+    finally:
+        module.eval()
+    assert counter.shapes == [tuple(features["input_ids"].shape)]
+    assert scores.requires_grad
 
 
 def test_pack_rows_puts_every_token_once_and_hides_the_other_rows():
