@@ -1,7 +1,7 @@
 """sentence-transformers' export helpers on our models: the files land beside the model and load by file_name.
 
 Optimised ONNX must keep the fp32 scores; int8 files must hold int8 operators and rank like fp32 (their quality on
-a trained reranker is measured by ``benchmarks/quantization.py``, see docs/performance.md).
+a trained reranker is measured by ``benchmarks/int8_quality.py``, see docs/performance.md).
 """
 
 from __future__ import annotations
