@@ -74,7 +74,7 @@ def test_length_chunks_keep_left_padded_rows_whole():
 def test_listconranker_encoder_sees_at_most_batch_size_texts(load_tiny):
     model = load_tiny("listconranker")
     docs = documents(200)
-    with RowCounter(model[0].model.base_model) as counter:
+    with RowCounter(model[0].model) as counter:
         model.predict([(QUERY, d) for d in docs], batch_size=16)
     assert max(rows for rows, _ in counter.shapes) <= 16
     assert sum(rows for rows, _ in counter.shapes) == len(docs) + 1  # the query once, every document once
