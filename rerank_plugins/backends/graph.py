@@ -173,16 +173,13 @@ def run_length_chunks(runtime: Runtime, features: Mapping[str, Any], *, max_toke
     output does not depend on the other rows. ``max_tokens`` caps ``rows x width`` of a chunk (as the family's torch
     path caps its body's activations).
     """
-    from rerank_plugins.scoring.padding import length_chunks
+    from rerank_plugins.scoring.padding import length_chunks, run_chunks
 
     mask = features["attention_mask"]
-    output: torch.Tensor | None = None
-    for rows, width in length_chunks(mask, max_tokens=max_tokens, overhead=runtime.chunk_overhead):
-        part = runtime({name: features[name][rows, :width] for name in runtime.input_names})
-        if output is None:
-            output = part.new_empty((mask.shape[0], *part.shape[1:]))
-        output[rows] = part
-    assert output is not None
+    chunks = length_chunks(mask, max_tokens=max_tokens, overhead=runtime.chunk_overhead)
+    output = run_chunks(
+        chunks, lambda rows, width: runtime({name: features[name][rows, :width] for name in runtime.input_names})
+    )
     return output.to(mask.device)
 
 

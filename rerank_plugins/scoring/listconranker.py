@@ -40,7 +40,7 @@ from rerank_plugins.scoring.base import (
     fp32_scores,
     single_texts,
 )
-from rerank_plugins.scoring.padding import length_chunks
+from rerank_plugins.scoring.padding import length_chunks, run_chunks
 
 LINEAR_IN_FILE = "linear_in_embedding"
 LIST_TRANSFORMER_FILE = "list_transformer"
@@ -262,20 +262,17 @@ class ListConRankerScore(ScoringModule):
     ) -> torch.Tensor:
         """``linear_in_embedding(mean_pool(BERT(text)))`` per row, in length-sorted chunks of at most ``chunk_size``
         rows, each trimmed to its longest row (``padding.length_chunks``: fewer pad tokens than fixed chunks)."""
-        features: torch.Tensor | None = None
-        overhead = self.runtime.chunk_overhead if self.runtime is not None else None
+        runtime = self.runtime
+        overhead = runtime.chunk_overhead if runtime is not None else None
         chunks = length_chunks(attention_mask, max_rows=chunk_size, max_tokens=chunk_tokens, overhead=overhead)
-        for rows, width in chunks:
+
+        def chunk_features(rows: torch.Tensor, width: int) -> torch.Tensor:
             ids, mask = input_ids[rows, :width], attention_mask[rows, :width]
-            if self.runtime is not None:  # the exported encoder + pooling + linear_in
-                chunk = self.runtime({"input_ids": ids, "attention_mask": mask}).to(ids.device)
-            else:
-                chunk = self.text_features(ids, mask)
-            if features is None:
-                features = chunk.new_empty(input_ids.shape[0], chunk.shape[1])
-            features[rows] = chunk
-        assert features is not None
-        return features
+            if runtime is not None:  # the exported encoder + pooling + linear_in
+                return runtime({"input_ids": ids, "attention_mask": mask}).to(ids.device)
+            return self.text_features(ids, mask)
+
+        return run_chunks(chunks, chunk_features)
 
     def forward(
         self, features: dict[str, Any], chunk_rows: int | None = None, chunk_tokens: int | None = None, **kwargs: Any

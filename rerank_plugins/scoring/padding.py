@@ -10,6 +10,7 @@ so there the batch is only cut when it holds more tokens than ``max_tokens``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -61,6 +62,22 @@ def length_chunks(
         chunks.append((order[i:j], max(widths[i:j])))
         j = i
     return chunks[::-1]
+
+
+def run_chunks(
+    chunks: list[tuple[torch.Tensor, int]], compute: Callable[[torch.Tensor, int], torch.Tensor]
+) -> torch.Tensor:
+    """``compute(rows, width)`` of every chunk of :func:`length_chunks`, each chunk's output at its own rows of
+    one tensor, in the batch's row order."""
+    output: torch.Tensor | None = None
+    total = sum(len(rows) for rows, _ in chunks)
+    for rows, width in chunks:
+        part = compute(rows, width)
+        if output is None:
+            output = part.new_empty((total, *part.shape[1:]))
+        output[rows] = part
+    assert output is not None, "no chunks: length_chunks gives at least one for a non-empty batch"
+    return output
 
 
 def _last_columns(attention_mask: torch.Tensor) -> torch.Tensor:

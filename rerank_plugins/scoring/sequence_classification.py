@@ -24,7 +24,7 @@ from rerank_plugins.backends.runtime import CompiledScoring
 from rerank_plugins.families import CheckpointInfo, FamilySpec, LoadRequest, TinyModel
 from rerank_plugins.hub import HubOptions
 from rerank_plugins.scoring.base import Encoded, Pair, pad_rows, position_limit
-from rerank_plugins.scoring.padding import length_chunks
+from rerank_plugins.scoring.padding import length_chunks, run_chunks
 from rerank_plugins.scoring.truncation import cut_rows, report_truncated, untruncated
 from rerank_plugins.windows import first_tokens
 
@@ -104,15 +104,14 @@ class PairClassifier(CompiledScoring, Transformer):
         chunks = [] if self.training or mask is None else length_chunks(mask)
         if mask is None or len(chunks) <= 1:  # training, or a batch one forward serves best (on an accelerator: all)
             return super().forward(features, **kwargs)
-        scores: torch.Tensor | None = None
-        for rows, width in chunks:
+        transformer_forward = super().forward
+
+        def chunk_logits(rows: torch.Tensor, width: int) -> torch.Tensor:
             # the (rows, length) tensors trimmed to the chunk; the rest (``modality``) as they are
             chunk = {key: value[rows, :width] if padded_like(value, mask) else value for key, value in features.items()}
-            logits = super().forward(chunk, **kwargs)["scores"]
-            if scores is None:
-                scores = logits.new_empty((mask.shape[0], *logits.shape[1:]))
-            scores[rows] = logits
-        features["scores"] = scores
+            return transformer_forward(chunk, **kwargs)["scores"]
+
+        features["scores"] = run_chunks(chunks, chunk_logits)
         return features
 
     def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
